@@ -1,0 +1,303 @@
+"""The one training loop, for every mode (QT, classical, controls).
+
+Per step: generate the target's weights once (``learner.weights()``), run the batch through
+the target functionally, cross-entropy, backward, per-part gradient norms, clip, step.
+Per epoch: validation, a metrics row, LR scheduler, best-checkpoint tracking, ``last.pt``.
+Resume: ``last.pt`` (also written every ``checkpoint_every`` steps) holds everything needed
+to continue mid-epoch and end exactly where an uninterrupted run ends: the shuffling
+order of an epoch is a function of (seed, epoch) and the partial-epoch accumulators are saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from qt.data import DataSplits, Split
+from qt.learner import Learner
+from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 2000
+    clip_norm: float | None = 10.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool | None = None  # None: only on a terminal
+    checkpoint_every: int = 100  # steps between mid-epoch last.pt writes (0: epoch ends only)
+    limit_train_batches: int | None = None  # cap steps per epoch (smoke tests, quick looks)
+    resume: bool = True  # continue from checkpoints/last.pt when the run dir has one
+
+
+@dataclass
+class TrainState:
+    """Everything of the loop that must survive a kill (besides model/optimizer/scheduler)."""
+
+    epoch: int = 0  # epochs fully completed
+    step_in_epoch: int = 0  # batches done in the current epoch
+    global_step: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int | None = None
+    rows: list[dict] = field(default_factory=list)
+    acc: dict = field(default_factory=dict)  # partial-epoch sums
+    wall_time_s: float = 0.0
+    train_time_s: float = 0.0
+    epoch_time_s: float = 0.0
+
+
+class Diverged(Exception):
+    """Non-finite loss: the run stops with status 'diverged'."""
+
+
+def _zero_acc() -> dict:
+    return {"loss": 0.0, "correct": 0, "count": 0, "steps": 0, "gn": {}}
+
+
+def epoch_order(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g).to(device)
+
+
+@torch.no_grad()
+def evaluate(learner: Learner, split: Split, batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the learner's current weights on a split."""
+    learner.eval()
+    weights = learner.weights()
+    loss, correct = 0.0, 0
+    for i in range(0, len(split), batch_size):
+        x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
+        logits = learner(x, weights)
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    learner.train()
+    n = max(len(split), 1)
+    return loss / n, correct / n
+
+
+def _grad_norm(params: list[torch.nn.Parameter]) -> float | None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+class Trainer:
+    def __init__(
+        self,
+        learner: Learner,
+        data: DataSplits,
+        optimizer: Callable,
+        scheduler: Callable | None,
+        cfg: TrainerConfig,
+        run_dir: Path,
+        device: torch.device,
+        fingerprint: dict,
+    ):
+        self.learner = learner.to(device)
+        self.data = DataSplits(
+            data.train.to(device), data.val.to(device), data.test.to(device), data.num_classes, data.name
+        )
+        self.cfg = cfg
+        self.device = device
+        self.params = learner.trainable_parameters()
+        self.optimizer = optimizer(self.params)
+        self.scheduler = scheduler(self.optimizer) if scheduler is not None else None
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.fingerprint = fingerprint
+        self.state = TrainState(acc=_zero_acc())
+        self.step_times: list[float] = []
+        self.extra_checkpoint: dict = {}  # stored in last.pt as is (e.g. the run's Hydra config text)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_last(self) -> None:
+        save_checkpoint(
+            {
+                "learner": self.learner.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "state": asdict(self.state),
+                "torch_rng": torch.get_rng_state(),
+                "fingerprint": self.fingerprint,
+                **self.extra_checkpoint,
+            },
+            self.ckpt_dir / "last.pt",
+        )
+
+    def try_resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt"
+        if not (self.cfg.resume and path.exists()):
+            return False
+        ckpt = load_checkpoint(path)
+        self.learner.load_state_dict(ckpt["learner"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt["scheduler"] is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state = TrainState(**ckpt["state"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info(
+            "resumed from %s: epoch %d, step %d of the epoch (global step %d)",
+            path,
+            self.state.epoch + 1,
+            self.state.step_in_epoch,
+            self.state.global_step,
+        )
+        return True
+
+    # -- training ------------------------------------------------------------------------
+    def _n_batches(self) -> int:
+        n = math.ceil(len(self.data.train) / self.cfg.batch_size)
+        if self.cfg.limit_train_batches:
+            n = min(n, int(self.cfg.limit_train_batches))
+        return n
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        acc = self.state.acc
+        weights = self.learner.weights()  # once per step: the circuit does not see the batch
+        logits = self.learner(x, weights)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise Diverged(
+                f"loss is {float(loss)} at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch + 1}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for name, group in self.learner.param_groups().items():
+            norm = _grad_norm(group)
+            if norm is not None:
+                acc["gn"][name] = acc["gn"].get(name, 0.0) + norm
+        if self.cfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.cfg.clip_norm))
+        self.optimizer.step()
+        acc["loss"] += float(loss.detach()) * len(y)
+        acc["correct"] += int((logits.argmax(1) == y).sum())
+        acc["count"] += len(y)
+        acc["steps"] += 1
+
+    def train_epoch(self) -> None:
+        st, cfg = self.state, self.cfg
+        order = epoch_order(len(self.data.train), cfg.seed, st.epoch, self.device)
+        n_batches = self._n_batches()
+        show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+        bar = tqdm(
+            total=n_batches,
+            initial=st.step_in_epoch,
+            desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+            disable=not show,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for b in range(st.step_in_epoch, n_batches):
+            t0 = time.perf_counter()
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            self.train_step(self.data.train.x[idx], self.data.train.y[idx])
+            dt = time.perf_counter() - t0
+            self.step_times.append(dt)
+            st.train_time_s += dt
+            st.epoch_time_s += dt
+            st.wall_time_s += dt
+            st.step_in_epoch = b + 1
+            st.global_step += 1
+            bar.update(1)
+            if st.acc["count"]:
+                bar.set_postfix(loss=f"{st.acc['loss'] / st.acc['count']:.4f}", refresh=False)
+            if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0 and b + 1 < n_batches:
+                self.save_last()
+        bar.close()
+
+    def end_epoch(self) -> dict:
+        st = self.state
+        t0 = time.perf_counter()
+        val_loss, val_acc = evaluate(self.learner, self.data.val, self.cfg.eval_batch_size)
+        acc = st.acc
+        row = {
+            "epoch": st.epoch + 1,
+            "step": st.global_step,
+            "train_loss": acc["loss"] / max(acc["count"], 1),
+            "train_acc": acc["correct"] / max(acc["count"], 1),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_time_s": st.epoch_time_s,
+            "steps_per_s": acc["steps"] / st.epoch_time_s if st.epoch_time_s > 0 else None,
+        }
+        for name in ("circuit", "mapping", "target"):
+            if name in acc["gn"]:
+                row[f"grad_norm_{name}"] = acc["gn"][name] / max(acc["steps"], 1)
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val_loss)
+            else:
+                self.scheduler.step()
+        st.rows.append(row)
+        st.epoch += 1
+        st.step_in_epoch = 0
+        st.acc = _zero_acc()
+        st.epoch_time_s = 0.0
+        if val_acc > st.best_val_acc:
+            st.best_val_acc, st.best_epoch = val_acc, row["epoch"]
+            save_checkpoint({"learner": self.learner.state_dict(), "epoch": row["epoch"]}, self.ckpt_dir / "best.pt")
+        st.wall_time_s += time.perf_counter() - t0
+        self.save_last()
+        write_metrics(self.run_dir, st.rows)
+        plot_curves(self.run_dir, st.rows)
+        gn = "  ".join(f"|g_{k}| {row[f'grad_norm_{k}']:.3g}" for k in ("circuit", "mapping", "target") if f"grad_norm_{k}" in row)
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %s  %.1fs  %.1f steps/s",
+            row["epoch"],
+            self.cfg.epochs,
+            row["train_loss"],
+            row["train_acc"],
+            val_loss,
+            val_acc,
+            gn,
+            row["epoch_time_s"],
+            row["steps_per_s"] or 0.0,
+        )
+        return row
+
+    def fit(self) -> None:
+        """Train to ``epochs``; raises :class:`Diverged` on a non-finite loss."""
+        while self.state.epoch < self.cfg.epochs:
+            self.train_epoch()
+            self.end_epoch()
+
+    def final_metrics(self) -> dict:
+        """Evaluate the best-validation checkpoint on train, val and test (the test set's only use)."""
+        best = self.ckpt_dir / "best.pt"
+        if best.exists():
+            self.learner.load_state_dict(load_checkpoint(best)["learner"])
+        bs = self.cfg.eval_batch_size
+        train_loss, train_acc = evaluate(self.learner, self.data.train, bs)
+        val_loss, val_acc = evaluate(self.learner, self.data.val, bs)
+        test_loss, test_acc = evaluate(self.learner, self.data.test, bs)
+        st = self.state
+        return {
+            "best_val_acc": val_acc,
+            "best_epoch": st.best_epoch,
+            "val_loss": val_loss,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "train_acc": train_acc,
+            "train_loss": train_loss,
+            "epochs_completed": st.epoch,
+            "steps": st.global_step,
+            "wall_time_s": st.wall_time_s,
+            "step_time_s": statistics.median(self.step_times) if self.step_times else None,
+        }

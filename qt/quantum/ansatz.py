@@ -1,0 +1,101 @@
+"""Ansatz definitions, written once as data.
+
+An ansatz is one *block* repeated ``n_blocks`` times, each block with its own angles.
+A block is an ordered tuple of layers:
+
+* a rotation layer applies the same one-qubit gate (``RY`` or ``U3``) to every qubit;
+* an entangling layer applies a two-qubit gate (``CNOT`` or ``CU3``) to each
+  (control, target) pair of a layout (``chain``: 0-1, 1-2, ..., ``ring``: chain + (n-1)-0),
+  one pair after the other.
+
+Backends (:mod:`qt.quantum.torch_backend`, :mod:`qt.quantum.pennylane_backend`) only
+interpret this description, so both simulate exactly the same circuit. Wire 0 is the most
+significant bit of a basis-state index, as in PennyLane.
+
+The two presets in ``conf/circuit/``:
+
+* ``ry_cnot``: RY on every qubit, then a CNOT chain;
+* ``u3``: U3 on every qubit, then a ring of CU3 (the Quantum-Train authors' toolkit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qt.errors import ConfigError
+
+#: number of angles per gate application
+GATE_PARAMS = {"RY": 1, "U3": 3, "CNOT": 0, "CU3": 3}
+ROTATIONS = ("RY", "U3")
+ENTANGLERS = ("CNOT", "CU3")
+LAYOUTS = ("chain", "ring")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a block: ``gate`` applied to each wire tuple in ``wires``, in order."""
+
+    gate: str
+    wires: tuple[tuple[int, ...], ...]
+
+    @property
+    def params_per_gate(self) -> int:
+        return GATE_PARAMS[self.gate]
+
+    @property
+    def n_params(self) -> int:
+        return self.params_per_gate * len(self.wires)
+
+
+@dataclass(frozen=True)
+class Ansatz:
+    """A block of layers repeated ``n_blocks`` times on ``n_qubits`` qubits."""
+
+    n_qubits: int
+    n_blocks: int
+    block: tuple[Layer, ...]
+
+    @property
+    def param_layers(self) -> tuple[Layer, ...]:
+        """Layers that carry angles, in order; one angle tensor each."""
+        return tuple(layer for layer in self.block if layer.n_params)
+
+    def angle_shapes(self) -> list[tuple[int, int, int]]:
+        """Shape of each angle tensor: (n_blocks, gates in the layer, angles per gate)."""
+        return [(self.n_blocks, len(layer.wires), layer.params_per_gate) for layer in self.param_layers]
+
+    @property
+    def n_params(self) -> int:
+        return self.n_blocks * sum(layer.n_params for layer in self.block)
+
+    @property
+    def is_real(self) -> bool:
+        """True when every gate is real, so the state vector stays real."""
+        return all(layer.gate in ("RY", "CNOT") for layer in self.block)
+
+
+def entangler_pairs(n_qubits: int, layout: str) -> tuple[tuple[int, int], ...]:
+    """(control, target) pairs of an entangling layer."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown entangler layout '{layout}': use circuit.layout=chain or ring")
+    pairs = [(q, q + 1) for q in range(n_qubits - 1)]
+    if layout == "ring" and n_qubits > 2:
+        pairs.append((n_qubits - 1, 0))
+    return tuple(pairs)
+
+
+def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int) -> Ansatz:
+    """The single definition of every qt ansatz: [rotation on all qubits, entangler on layout] x n_blocks."""
+    if rotation not in ROTATIONS:
+        raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
+    if entangler not in ENTANGLERS:
+        raise ConfigError(f"unknown entangling gate '{entangler}': use circuit.entangler=CNOT or CU3")
+    if int(n_blocks) < 1:
+        raise ConfigError(f"n_blocks must be at least 1 (got {n_blocks}): set n_blocks=1 or more")
+    if int(n_qubits) < 1:
+        raise ConfigError(f"a circuit needs at least one qubit (got {n_qubits})")
+    block = (
+        Layer(rotation, tuple((q,) for q in range(n_qubits))),
+        Layer(entangler, entangler_pairs(n_qubits, layout)),
+    )
+    return Ansatz(n_qubits=int(n_qubits), n_blocks=int(n_blocks), block=block)

@@ -1,0 +1,97 @@
+"""The trainable quantum part of Quantum-Train: angles + a simulation backend."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qt.errors import ConfigError
+from qt.quantum.ansatz import build_ansatz
+
+BACKENDS = ("torch", "default.qubit", "lightning.qubit")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class QuantumCircuit(nn.Module):
+    """A parameterised circuit with no data input; ``forward()`` returns its 2^n probabilities.
+
+    Angles are drawn uniformly from [0, 2π) (``init_scale`` scales that range); ``freeze``
+    keeps them fixed at that initialisation (the frozen-circuit control).
+    """
+
+    def __init__(
+        self,
+        n_qubits: int,
+        n_blocks: int,
+        rotation: str = "RY",
+        entangler: str = "CNOT",
+        layout: str = "chain",
+        backend: str = "torch",
+        dtype: str = "float32",
+        init_scale: float = 1.0,
+        freeze: bool = False,
+        group_size: int | None = None,
+    ):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend=torch, default.qubit or lightning.qubit")
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
+        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
+        self.backend_name = backend
+        self.dtype = DTYPES[dtype]
+        self.angles = nn.ParameterList(
+            nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * init_scale), requires_grad=not freeze)
+            for shape in self.ansatz.angle_shapes()
+        )
+        if backend == "torch":
+            from qt.quantum.torch_backend import TorchStatevector
+
+            self.simulator = TorchStatevector(self.ansatz, dtype=self.dtype, group_size=group_size)
+        else:
+            from qt.quantum.pennylane_backend import PennyLaneBackend
+
+            self.simulator = PennyLaneBackend(self.ansatz, device_name=backend)
+
+    @property
+    def n_qubits(self) -> int:
+        return self.ansatz.n_qubits
+
+    def forward(self) -> torch.Tensor:
+        return self.simulator.probs(list(self.angles))
+
+
+def estimate_memory_bytes(
+    n_qubits: int,
+    n_blocks: int,
+    rotation: str = "RY",
+    entangler: str = "CNOT",
+    layout: str = "chain",
+    backend: str = "torch",
+    dtype: str = "float32",
+    group_size: int | None = None,
+    **_: object,
+) -> int:
+    """Peak memory of one differentiable simulation: the state times the tensors autograd keeps.
+
+    Takes the circuit config's keys, so it can be checked before anything is allocated.
+    """
+    from qt.quantum.torch_backend import default_group_size
+
+    a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
+    wide = 2 if dtype == "float64" else 1
+    if backend == "lightning.qubit":
+        itemsize, kept = 16, 6  # forward state, adjoint bra/ket, observable, probabilities
+    elif backend == "default.qubit":
+        itemsize, kept = 16, a.n_blocks * sum(max(len(layer.wires), 1) for layer in a.block) + 2
+    else:
+        itemsize = (4 if a.is_real else 8) * wide
+        n_groups = math.ceil(n_qubits / (group_size or default_group_size(n_qubits)))
+        per_block = sum(
+            n_groups if layer.gate in ("RY", "U3") else (1 if layer.gate == "CNOT" else len(layer.wires))
+            for layer in a.block
+        )
+        kept = a.n_blocks * per_block + 2
+    return int(2**n_qubits * itemsize * kept * 1.5)

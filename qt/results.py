@@ -1,0 +1,164 @@
+"""The one results schema: what every run writes into its run dir, and every tool reads.
+
+Run dir layout::
+
+    .hydra/config.yaml      the composed config (Hydra)
+    train.log               the log (Hydra)
+    metrics.csv             one row per finished epoch, columns METRIC_COLUMNS
+    summary.json            SUMMARY_KEYS; rewritten at start (status "running") and at the end
+    curves.png              loss and accuracy curves
+    checkpoints/last.pt     full training state for resume (written atomically)
+    checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
+
+``status`` is one of STATUSES. Older or half-written run dirs are detected with
+:func:`read_summary` (schema_version, missing file) rather than crashed on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "diverged", "failed")
+
+METRIC_COLUMNS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "grad_norm_circuit",
+    "grad_norm_mapping",
+    "grad_norm_target",
+    "epoch_time_s",
+    "steps_per_s",
+]
+
+SUMMARY_KEYS = [
+    "schema_version",
+    "status",
+    "reason",
+    "mode",
+    "params",
+    "best_val_acc",
+    "best_epoch",
+    "val_loss",
+    "test_acc",
+    "test_loss",
+    "train_acc",
+    "train_loss",
+    "epochs_completed",
+    "steps",
+    "wall_time_s",
+    "step_time_s",
+    "data_sizes",
+    "started_at",
+    "finished_at",
+    "versions",
+    "config",
+]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves half a file."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    unknown = set(summary) - set(SUMMARY_KEYS)
+    if unknown:
+        raise KeyError(f"summary keys outside the schema: {sorted(unknown)}")
+    full = {k: summary.get(k) for k in SUMMARY_KEYS}
+    full["schema_version"] = SCHEMA_VERSION
+    text = json.dumps(_clean(full), indent=2, sort_keys=False) + "\n"
+    _atomic_write(Path(run_dir) / "summary.json", lambda f: f.write(text.encode()))
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    """The run's summary, or None when the run dir has none (never started, or not a run)."""
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    """Rewrite metrics.csv from all epoch rows so far (atomically; rows are few)."""
+
+    def write(f):
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="raise")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+        f.write(buf.getvalue().encode())
+
+    _atomic_write(Path(run_dir) / "metrics.csv", write)
+
+
+def plot_curves(run_dir: Path, rows: list[dict]) -> None:
+    """curves.png: loss and accuracy per epoch, train and val."""
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", label="train")
+        ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+
+    def write(f):
+        fig.savefig(f, format="png", dpi=100)
+
+    _atomic_write(Path(run_dir) / "curves.png", write)
+    plt.close(fig)

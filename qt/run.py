@@ -1,0 +1,244 @@
+"""One experiment, from a composed config to results on disk. ``qt.train`` is its entry point."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import qt
+from qt.config import diff_keys, fingerprint, validate
+from qt.errors import ConfigError, RunDirError
+from qt.learner import ClassicalLearner, Learner, QTLearner, qubits_for
+from qt.models import count_weights
+from qt.loop import Diverged, Trainer, TrainerConfig
+from qt.quantum.circuit import estimate_memory_bytes
+from qt.results import load_checkpoint, read_summary, write_summary
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but torch sees no CUDA GPU: use trainer.device=cpu (or auto), or install a CUDA build of torch")
+    return torch.device(name)
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not block
+
+
+def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learner:
+    """The learner for ``cfg.mode``; with ``device``, first checks the circuit fits its memory."""
+    target = instantiate(cfg.model)
+    if cfg.mode == "classical":
+        return ClassicalLearner(target)
+    chunk = int(cfg.mapping.get("chunk", 1))
+    if device is not None:
+        check_memory(cfg, count_weights(target), chunk, device)
+    return QTLearner(
+        target,
+        circuit=instantiate(cfg.circuit, _partial_=True),
+        mapping=instantiate(cfg.mapping, _partial_=True),
+        chunk=chunk,
+    )
+
+
+def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.device) -> None:
+    """One-line error, before any allocation, when the circuit cannot be simulated on ``device``."""
+    n_qubits = qubits_for(n_weights, chunk)
+    circuit = OmegaConf.to_container(cfg.circuit, resolve=True)
+    need = estimate_memory_bytes(n_qubits=n_qubits, **{k: v for k, v in circuit.items() if k != "_target_"})
+    widths = n_qubits + 1 + sum(int(h) for h in cfg.mapping.get("hidden", [])) + chunk
+    need += 2**n_qubits * widths * 4 * 3  # mapping activations over all basis states
+    have = available_memory_bytes(device)
+    if need > 0.9 * have:
+        raise ConfigError(
+            f"the target has {n_weights:,} weights -> {n_qubits} qubits; simulating them on {circuit.get('backend')} "
+            f"needs ~{need / 2**30:.1f} GiB but {device.type} has {have / 2**30:.1f} GiB free: use a smaller model, "
+            "mapping.chunk=K (K weights per basis state) or fewer n_blocks"
+        )
+
+
+def format_param_table(table: dict) -> str:
+    rows = [
+        ("target weights M", f"{table['target_weights']:,}"),
+        ("qubits", "-" if table["n_qubits"] is None else str(table["n_qubits"])),
+        ("QNN params", f"{table['qnn_params']:,}"),
+        ("mapping params", f"{table['mapping_params']:,}"),
+        ("total trainable", f"{table['trainable_params']:,}"),
+        ("compression M/trainable", f"{table['compression_ratio']:.2f}x"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"parameters ({table['mode']}):"] + [f"  {k:<{width}}  {v:>10}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def versions() -> dict:
+    import hydra
+
+    out = {"qt": qt.__version__, "torch": torch.__version__, "hydra": hydra.__version__, "python": platform.python_version()}
+    try:
+        from importlib.metadata import version
+
+        out["pennylane"] = version("pennylane")
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _protect_run_dir(run_dir: Path, fp: dict) -> None:
+    """Refuse to resume a run dir whose checkpoint comes from a different config."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return
+    ckpt = load_checkpoint(last)
+    differing = diff_keys(ckpt.get("fingerprint", {}), fp)
+    if differing:
+        # Hydra has just rewritten .hydra/config.yaml with the new config: put the run's own back.
+        hydra_cfg = run_dir / ".hydra" / "config.yaml"
+        if hydra_cfg.exists() and ckpt.get("hydra_config"):
+            hydra_cfg.write_text(ckpt["hydra_config"])
+        shown = ", ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
+        raise RunDirError(
+            f"{run_dir} holds a run with a different config (differs in {shown}): choose another hydra.run.dir, "
+            "or delete that folder to start over"
+        )
+
+
+def run(cfg: DictConfig, run_dir: Path) -> float:
+    """Train and evaluate one configuration; returns the objective (best validation accuracy)."""
+    started = dt.datetime.now().isoformat(timespec="seconds")
+    validate(cfg)
+    tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    run_dir = Path(run_dir)
+    fp = fingerprint(cfg)
+    _protect_run_dir(run_dir, fp)
+
+    previous = read_summary(run_dir)
+    if previous and previous.get("status") == "completed" and previous.get("epochs_completed", 0) >= tcfg.epochs:
+        log.info("%s already holds a completed run of this config: nothing to do (best val acc %.4f)", run_dir, previous["best_val_acc"])
+        return float(previous["best_val_acc"])
+
+    if tcfg.threads:
+        torch.set_num_threads(int(tcfg.threads))
+    device = resolve_device(tcfg.device)
+    data = instantiate(cfg.dataset).load()
+    log.info("data %s: %s", data.name, data.sizes())
+    if len(data.train) == 0 or len(data.val) == 0:
+        raise ConfigError(f"dataset {data.name} has an empty train or val split {data.sizes()}: change dataset.val_fraction")
+
+    seed_everything(int(tcfg.seed))
+    learner = build_learner(cfg, device)
+    table = learner.param_table()
+    log.info("%s", format_param_table(table))
+
+    trainer = Trainer(
+        learner,
+        data,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        cfg=tcfg,
+        run_dir=run_dir,
+        device=device,
+        fingerprint=fp,
+    )
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    trainer.extra_checkpoint = {"hydra_config": hydra_cfg.read_text() if hydra_cfg.exists() else None}
+    resumed = trainer.try_resume()
+    if resumed and previous and previous.get("started_at"):
+        started = previous["started_at"]
+
+    base = {
+        "mode": cfg.mode,
+        "params": table,
+        "data_sizes": data.sizes(),
+        "started_at": started,
+        "versions": versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_summary(run_dir, {**base, "status": "running"})
+    try:
+        trainer.fit()
+    except Diverged as e:
+        st = trainer.state
+        write_summary(
+            run_dir,
+            {
+                **base,
+                "status": "diverged",
+                "reason": str(e),
+                "best_val_acc": st.best_val_acc if st.best_epoch else None,
+                "best_epoch": st.best_epoch,
+                "epochs_completed": st.epoch,
+                "steps": st.global_step,
+                "wall_time_s": st.wall_time_s,
+                "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            },
+        )
+        log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
+        return math.nan
+    final = trainer.final_metrics()
+    write_summary(
+        run_dir,
+        {**base, **final, "status": "completed", "finished_at": dt.datetime.now().isoformat(timespec="seconds")},
+    )
+    log.info(
+        "done: best val acc %.4f (epoch %s), test acc %.4f, test loss %.4f, %.1fs; results in %s",
+        final["best_val_acc"],
+        final["best_epoch"],
+        final["test_acc"],
+        final["test_loss"],
+        final["wall_time_s"],
+        run_dir,
+    )
+    return float(final["best_val_acc"])
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:
+    """Mark a run that could not start or crashed as failed (unless it already holds other results)."""
+    previous = read_summary(run_dir)
+    if previous and previous.get("status") in ("completed", "running", "diverged"):
+        return
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - unresolvable config: keep it unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    write_summary(
+        run_dir,
+        {
+            "status": "failed",
+            "reason": reason,
+            "mode": cfg.get("mode"),
+            "config": config,
+            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "versions": versions(),
+        },
+    )
+
+

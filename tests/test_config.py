@@ -1,0 +1,97 @@
+"""Every config group option composes and builds; bad values fail with one clear line."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import execution_whitelist, instantiate
+
+from qt.config import trusted_targets, validate
+from qt.errors import ConfigError
+from qt.run import build_learner
+from qt.train import check_group_options
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def cfg_with(*overrides):
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_groups_have_the_promised_options():
+    assert {"mnist_5k", "mnist", "fashion_mnist", "cifar10"} <= set(options("dataset"))
+    assert {"cnn_small", "cnn_qtt", "cnn_cifar"} <= set(options("model"))
+    assert {"ry_cnot", "u3"} <= set(options("circuit"))
+    assert {"shallow", "paper", "deep"} <= set(options("mapping"))
+    assert {"adam", "adamw", "sgd"} <= set(options("optimizer"))
+    assert {"none", "plateau"} <= set(options("scheduler"))
+
+
+@pytest.mark.parametrize("circuit", options("circuit"))
+@pytest.mark.parametrize("mapping", options("mapping"))
+def test_every_circuit_and_mapping_builds(circuit, mapping):
+    cfg = cfg_with(f"circuit={circuit}", f"mapping={mapping}", "n_blocks=1")
+    validate(cfg)
+    with execution_whitelist(trusted_targets()):
+        learner = build_learner(cfg)
+    assert sum(v.numel() for v in learner.weights().values()) == 6690
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("scheduler", options("scheduler"))
+def test_every_optimizer_and_scheduler_builds(optimizer, scheduler):
+    cfg = cfg_with(f"optimizer={optimizer}", f"scheduler={scheduler}")
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with execution_whitelist(trusted_targets()):
+        opt = instantiate(cfg.optimizer)(params)
+        if cfg.scheduler:
+            instantiate(cfg.scheduler)(opt)
+    assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
+
+
+@pytest.mark.parametrize("model,dataset,weights", [("cnn_small", "mnist", 6676), ("cnn_qtt", "fashion_mnist", 6690), ("cnn_cifar", "cifar10", 285226)])
+def test_models_follow_the_dataset_shape(model, dataset, weights):
+    cfg = cfg_with(f"model={model}", f"dataset={dataset}", "mode=classical")
+    with execution_whitelist(trusted_targets()):
+        learner = build_learner(cfg)
+    assert learner.n_weights == weights
+
+
+def test_experiment_paper_mnist_composes():
+    cfg = cfg_with("experiment=paper_mnist")
+    assert (cfg.circuit.rotation, cfg.circuit.layout, cfg.mapping.activation) == ("U3", "ring", "none")
+    assert cfg.optimizer.lr == 1e-4 and cfg.scheduler.patience == 5
+
+
+def test_data_dir_env_override(monkeypatch):
+    monkeypatch.setenv("QT_DATA_DIR", "/some/where")
+    assert cfg_with("dataset=mnist").dataset.root == "/some/where"
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("n_blocks=0", "n_blocks must be"),
+        ("optimizer.lr=0", "optimizer.lr must be positive"),
+        ("trainer.batch_size=-5", "trainer.batch_size must be a positive integer"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.clip_norm=-1", "clip_norm=null"),
+        ("mode=quantum", "mode=qt or mode=classical"),
+        ("trainer.device=tpu", "cpu, cuda or auto"),
+    ],
+)
+def test_bad_values_are_clear(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg_with(override))
+
+
+def test_unknown_group_option_is_one_line():
+    msg = check_group_options(["circuit=ry_cnot,u4"], CONF)
+    assert msg == "unknown circuit 'u4': choose one of ry_cnot, u3 (files in conf/circuit/)"
+    assert check_group_options(["circuit=u3", "n_blocks=3", "optimizer.lr=1e-3", "+experiment=paper_mnist"], CONF) is None

@@ -1,0 +1,108 @@
+"""Targets, mapping and the QT learner: sizes, functional forward, gradient flow."""
+
+from functools import partial
+
+import pytest
+import torch
+
+from qt.learner import ClassicalLearner, QTLearner, qubits_for
+from qt.mapping import WeightGenerator, basis_bits, rescale_probs
+from qt.models import SimpleCNN, count_weights
+from qt.quantum import QuantumCircuit
+
+
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        (dict(channels=[4, 8], kernel_size=3, hidden=[30]), 6676),
+        (dict(channels=[8, 12], kernel_size=5, hidden=[20]), 6690),
+        (dict(in_channels=3, image_size=32, channels=[16, 32], kernel_size=5, padding=2, hidden=[128, 64]), 285226),
+    ],
+)
+def test_target_sizes(kwargs, expected):
+    assert count_weights(SimpleCNN(**kwargs)) == expected
+
+
+def qt_learner(circuit_kw=None, mapping_kw=None, chunk=1):
+    circuit = partial(QuantumCircuit, **{"n_blocks": 16, **(circuit_kw or {})})
+    mapping = partial(WeightGenerator, **{"hidden": [20, 20], **(mapping_kw or {})})
+    return QTLearner(SimpleCNN(), circuit, mapping, chunk=chunk)
+
+
+def test_param_tables_match_the_references():
+    torch.manual_seed(0)
+    ry = qt_learner().param_table()
+    assert (ry["target_weights"], ry["n_qubits"], ry["qnn_params"], ry["mapping_params"]) == (6690, 13, 208, 741)
+    assert ry["trainable_params"] == 949
+    paper = qt_learner(
+        dict(rotation="U3", entangler="CU3", layout="ring"), dict(hidden=[4, 20, 4], activation="none")
+    ).param_table()
+    assert paper["trainable_params"] == 1497  # the authors' 1,497
+    assert paper["compression_ratio"] == pytest.approx(6690 / 1497)
+
+
+def test_weights_feed_the_target_and_gradients_reach_circuit_and_mapping():
+    torch.manual_seed(0)
+    learner = qt_learner(dict(n_blocks=2))
+    weights = learner.weights()
+    assert {k: tuple(v.shape) for k, v in weights.items()} == {k: tuple(p.shape) for k, p in learner.target.named_parameters()}
+    x = torch.randn(5, 1, 28, 28)
+    loss = torch.nn.functional.cross_entropy(learner(x, weights), torch.arange(5))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.circuit.parameters())
+    assert all(p.grad is not None for p in learner.mapping.parameters())
+    assert all(p.grad is None for p in learner.target.parameters())
+    trainable = {id(p) for p in learner.trainable_parameters()}
+    assert not trainable & {id(p) for p in learner.target.parameters()}
+
+
+def test_frozen_circuit_trains_only_the_mapping():
+    learner = qt_learner(dict(n_blocks=2, freeze=True))
+    table = learner.param_table()
+    assert table["trainable_params"] == table["mapping_params"] == 741
+
+
+def test_classical_learner_is_the_plain_network():
+    target = SimpleCNN()
+    learner = ClassicalLearner(target)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(learner(x, learner.weights()), target(x))
+    assert learner.param_table()["trainable_params"] == 6690
+
+
+def test_export_state_dict_reproduces_generated_network():
+    torch.manual_seed(1)
+    learner = qt_learner(dict(n_blocks=2))
+    plain = SimpleCNN()
+    plain.load_state_dict(learner.export_state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), learner(x, learner.weights()), atol=1e-6)
+
+
+def test_chunking_reduces_qubits():
+    assert qubits_for(6690) == 13
+    assert qubits_for(285226) == 19
+    assert qubits_for(285226, chunk=16) == 15
+    learner = qt_learner(dict(n_blocks=1), chunk=8)
+    assert learner.n_qubits == 10
+    assert sum(v.numel() for v in learner.weights().values()) == 6690
+
+
+def test_rescaling_and_bits():
+    p = torch.full((8,), 1 / 8)
+    x = rescale_probs(p, 3, gamma=0.1, beta=0.8, alpha=0.3)
+    assert torch.allclose(x, torch.zeros(8), atol=1e-7)  # uniform probabilities -> all equal -> minus mean = 0
+    p = torch.tensor([0.5, 0.25, 0.25, 0.0])
+    raw = (0.8 * torch.tanh(0.1 * 2 * p)).clamp_min(1e-12) ** 0.3
+    assert torch.allclose(rescale_probs(p, 2, 0.1, 0.8, 0.3), raw - raw.mean())
+    assert basis_bits(3, 8, signed=False)[5].tolist() == [1, 0, 1]
+    assert basis_bits(3, 8, signed=True)[5].tolist() == [1, -1, 1]
+
+
+def test_centering_and_no_rescale_options():
+    torch.manual_seed(0)
+    gen = WeightGenerator(4, 10, hidden=[5], center=True)
+    assert abs(float(gen(torch.rand(16)).mean())) < 1e-6
+    gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False)
+    assert gen(torch.rand(16)).shape == (10,)
