@@ -85,7 +85,7 @@ class ImageDataset:
     def _tensor(self, images: np.ndarray, labels: np.ndarray) -> Split:
         x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
         x = x.view(-1, *self.shape)
-        return Split((x - self.mean) / self.std, torch.from_numpy(np.asarray(labels)).long())
+        return Split((x - self.mean) / self.std, torch.from_numpy(np.array(labels, dtype=np.int64)))
 
     def load(self) -> DataSplits:
         xtr, ytr, xte, yte = self.read()

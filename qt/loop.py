@@ -116,6 +116,7 @@ class Trainer:
         self.cfg = cfg
         self.device = device
         self.params = learner.trainable_parameters()
+        self.groups = learner.param_groups()
         self.optimizer = optimizer(self.params)
         self.scheduler = scheduler(self.optimizer) if scheduler is not None else None
         self.run_dir = Path(run_dir)
@@ -178,7 +179,7 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for name, group in self.learner.param_groups().items():
+        for name, group in self.groups.items():
             norm = _grad_norm(group)
             if norm is not None:
                 acc["gn"][name] = acc["gn"].get(name, 0.0) + norm

@@ -120,10 +120,9 @@ def _protect_run_dir(run_dir: Path, fp: dict) -> None:
     ckpt = load_checkpoint(last)
     differing = diff_keys(ckpt.get("fingerprint", {}), fp)
     if differing:
-        # Hydra has just rewritten .hydra/config.yaml with the new config: put the run's own back.
-        hydra_cfg = run_dir / ".hydra" / "config.yaml"
-        if hydra_cfg.exists() and ckpt.get("hydra_config"):
-            hydra_cfg.write_text(ckpt["hydra_config"])
+        # Hydra has just rewritten .hydra/*.yaml for the new invocation: put the run's own back.
+        for name, text in (ckpt.get("hydra_files") or {}).items():
+            (run_dir / ".hydra" / name).write_text(text)
         shown = ", ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
         raise RunDirError(
             f"{run_dir} holds a run with a different config (differs in {shown}): choose another hydra.run.dir, "
@@ -168,8 +167,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         device=device,
         fingerprint=fp,
     )
-    hydra_cfg = run_dir / ".hydra" / "config.yaml"
-    trainer.extra_checkpoint = {"hydra_config": hydra_cfg.read_text() if hydra_cfg.exists() else None}
+    hydra_dir = run_dir / ".hydra"
+    trainer.extra_checkpoint = {"hydra_files": {p.name: p.read_text() for p in sorted(hydra_dir.glob("*.yaml"))}}
     resumed = trainer.try_resume()
     if resumed and previous and previous.get("started_at"):
         started = previous["started_at"]
@@ -203,6 +202,21 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         )
         log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
         return math.nan
+    except BaseException as e:  # a crash or an interrupt mid-training: say so in the summary, keep last.pt
+        st = trainer.state
+        write_summary(
+            run_dir,
+            {
+                **base,
+                "status": "failed",
+                "reason": f"{type(e).__name__}: {e}",
+                "epochs_completed": st.epoch,
+                "steps": st.global_step,
+                "wall_time_s": st.wall_time_s,
+                "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            },
+        )
+        raise
     final = trainer.final_metrics()
     write_summary(
         run_dir,
@@ -221,9 +235,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:
-    """Mark a run that could not start or crashed as failed (unless it already holds other results)."""
-    previous = read_summary(run_dir)
-    if previous and previous.get("status") in ("completed", "running", "diverged"):
+    """Mark a run that could not start as failed, unless its run dir already holds a summary."""
+    if read_summary(run_dir) is not None:
         return
     try:
         config = OmegaConf.to_container(cfg, resolve=True)

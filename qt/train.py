@@ -43,6 +43,12 @@ def main(cfg: DictConfig) -> float:
             return math.nan
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception as e:  # noqa: BLE001 - in a sweep, one broken trial must not stop the others
+        if not multirun:
+            raise
+        log.exception("trial failed")
+        record_failure(run_dir, cfg, f"{type(e).__name__}: {e}")
+        return math.nan
     if math.isnan(value) and not multirun:
         sys.exit(EXIT_DIVERGED)
     return value
