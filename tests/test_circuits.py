@@ -8,7 +8,7 @@ import torch
 from qt.quantum import QuantumCircuit, build_ansatz
 from qt.quantum.circuit import estimate_memory_bytes
 from qt.quantum.pennylane_backend import PennyLaneBackend
-from qt.quantum.torch_backend import TorchStatevector, cnot_permutation
+from qt.quantum.torch_backend import Cross, Local, TorchStatevector, compile_block, partitions
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain")]
 
@@ -28,7 +28,7 @@ def reference(circuit, w, device):
 
 
 @pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
-@pytest.mark.parametrize("n_qubits", [2, 3, 5, 7])
+@pytest.mark.parametrize("n_qubits", [1, 2, 3, 5, 8])
 def test_torch_matches_default_qubit(rotation, entangler, layout, n_qubits):
     torch.manual_seed(n_qubits)
     circuit = QuantumCircuit(n_qubits, 3, rotation, entangler, layout, dtype="float64")
@@ -63,22 +63,37 @@ def test_float32_close_to_float64(rotation, entangler, layout):
     assert torch.allclose(c32().double(), c64(), atol=1e-7, rtol=0)
 
 
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
 @pytest.mark.parametrize("group_size", [1, 2, 3, 7])
-def test_kronecker_grouping_does_not_change_result(group_size):
+def test_partitioning_does_not_change_result(rotation, entangler, layout, group_size):
     torch.manual_seed(0)
-    a = build_ansatz("U3", "CU3", "ring", 7, 2)
+    a = build_ansatz(rotation, entangler, layout, 7, 3)
     angles = [torch.rand(s, dtype=torch.float64) * 6 for s in a.angle_shapes()]
-    base = TorchStatevector(a, torch.float64, group_size=None).probs(angles)
+    base = PennyLaneBackend(a, "default.qubit").probs(angles)
     other = TorchStatevector(a, torch.float64, group_size=group_size).probs(angles)
     assert torch.allclose(base, other, atol=1e-12)
 
 
-def test_cnot_permutation_is_sequential_cnots():
-    # |100> -CNOT(0,1)-> |110> -CNOT(1,2)-> |111>
-    state = torch.zeros(8)
-    state[0b100] = 1
-    after = state[cnot_permutation(3, ((0, 1), (1, 2)))]
-    assert after[0b111] == 1 and after.sum() == 1
+def test_cnot_chain_on_basis_state():
+    # RY(pi) on qubit 0 only, then the CNOT chain: |000> -> |100> -> |110> -> |111>
+    a = build_ansatz("RY", "CNOT", "chain", 3, 1)
+    angles = torch.zeros(a.angle_shapes()[0], dtype=torch.float64)
+    angles[0, 0, 0] = math.pi
+    probs = TorchStatevector(a, torch.float64).probs([angles])
+    assert torch.allclose(probs, torch.eye(8, dtype=torch.float64)[0b111], atol=1e-12)
+
+
+def test_compiled_block_has_few_state_ops():
+    parts = partitions(13, 7)
+    assert parts == [(0, 7), (7, 6)]
+    ry = compile_block(build_ansatz("RY", "CNOT", "chain", 13, 16), parts)
+    assert [type(s).__name__ for s in ry] == ["Local", "Local", "Cross", "Local"]
+    u3 = compile_block(build_ansatz("U3", "CU3", "ring", 13, 16), parts)
+    assert sum(isinstance(s, Cross) for s in u3) == 2 and sum(isinstance(s, Local) for s in u3) == 3
+    # every gate of the block appears exactly once
+    for steps, n_gates in ((ry, 13 + 12), (u3, 13 + 13)):
+        listed = [g for s in steps for g in (s.gates if isinstance(s, Local) else [s.gate])]
+        assert len(listed) == n_gates
 
 
 def test_parameter_counts_match_the_references():

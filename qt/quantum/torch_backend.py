@@ -1,50 +1,108 @@
 """Native torch state-vector simulator for :class:`~qt.quantum.ansatz.Ansatz` circuits.
 
-The circuit has no data input, so one simulation per optimizer step suffices. The
-simulation is bound by per-op dispatch, not arithmetic, so it is written to issue few ops:
+The circuit has no data input, so it is simulated once per optimizer step, and the cost
+is per-op dispatch (forward and backward), not arithmetic. The simulator therefore
+*compiles* the ansatz into few, larger ops:
 
-* a rotation layer (one gate on every qubit) is applied as a few Kronecker-product
-  matrices, one per group of ``group_size`` qubits, each a single matmul on the state
-  viewed as ``(2^a, 2^k, 2^b)``; the matrices for all blocks are built at once;
-* a CNOT layer is one precomputed index permutation (the composition of its gates);
-* a CU3 is one 4x4 matmul on the state viewed so its two qubits form one axis;
-* ansätze with only real gates (RY, CNOT) keep a real state vector.
+* the qubits are split into contiguous *partitions* of at most ``group_size`` qubits
+  (13 qubits: 7 + 6), and the state is viewed as a tensor with one axis per partition;
+* within a block, every gate that touches one partition only is multiplied into that
+  partition's operator (a 2^k x 2^k matrix); gates on different partitions commute, so a
+  partition's pending gates are applied only when a gate *crossing* partitions needs them;
+* operators are built for all blocks at once (batched over blocks): building costs a
+  number of ops proportional to the gates of one block, not of the whole circuit;
+* the operators that end block b and start block b+1 on the same partition are merged;
+* the first operators act on |0...0>, a product state: the state starts as an outer
+  product of their first columns.
+
+RY + CNOT on 13 qubits thus runs 3 state ops per block (two partition operators and the
+crossing CNOT), U3 + CU3 ring 5; ansätze with real gates only keep a real state.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
 from qt.quantum import gates
 from qt.quantum.ansatz import Ansatz
 
-
-def _kron_batched(mats: torch.Tensor) -> torch.Tensor:
-    """Kronecker product over axis 1: ``(B, k, 2, 2) -> (B, 2^k, 2^k)`` (first qubit most significant)."""
-    out = mats[:, 0]
-    for q in range(1, mats.shape[1]):
-        m = mats[:, q]
-        b, d = out.shape[0], out.shape[1]
-        out = (out[:, :, None, :, None] * m[:, None, :, None, :]).reshape(b, 2 * d, 2 * d)
-    return out
-
-
-def cnot_permutation(n_qubits: int, pairs: tuple[tuple[int, ...], ...]) -> torch.Tensor:
-    """Index permutation P with ``state[P]`` = the state after the CNOTs applied in order."""
-    idx = torch.arange(2**n_qubits)
-    perm = idx.clone()
-    for control, target in pairs:
-        cmask, tmask = 1 << (n_qubits - 1 - control), 1 << (n_qubits - 1 - target)
-        gate_perm = torch.where(idx & cmask != 0, idx ^ tmask, idx)
-        perm = perm[gate_perm]
-    return perm
+_CNOT = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.float64)
 
 
 def default_group_size(n_qubits: int) -> int:
-    """Qubits per Kronecker factor: larger groups mean fewer ops but 2^k more flops per amplitude."""
-    return max(1, min(7, math.ceil(n_qubits / 2) if n_qubits <= 14 else 4))
+    """Qubits per partition: two halves up to 14 qubits, then partitions of at most 5."""
+    return max(1, math.ceil(n_qubits / 2)) if n_qubits <= 14 else 5
+
+
+def partitions(n_qubits: int, group_size: int) -> list[tuple[int, int]]:
+    """Contiguous (first qubit, size) partitions of near-equal size, each <= group_size."""
+    m = math.ceil(n_qubits / group_size)
+    sizes = [n_qubits // m + (1 if i < n_qubits % m else 0) for i in range(m)]
+    starts = [sum(sizes[:i]) for i in range(m)]
+    return list(zip(starts, sizes))
+
+
+# -- gate kernels on X of shape (B, 2^k, C): rows are a k-qubit register, B a batch of blocks --
+def apply_1q(x: torch.Tensor, u: torch.Tensor, q: int, k: int) -> torch.Tensor:
+    b, d, c = x.shape
+    xv = x.reshape(b, 2**q, 2, (d >> (q + 1)) * c)
+    return torch.einsum("zij,zajr->zair", u, xv).reshape(b, d, c)
+
+
+def apply_2q(x: torch.Tensor, m: torch.Tensor, control: int, target: int, k: int) -> torch.Tensor:
+    """``m`` (B, 4, 4) in (control, target) order: index 2*control_bit + target_bit."""
+    b, d, c = x.shape
+    if target == control + 1:
+        xv = x.reshape(b, 2**control, 4, (d >> (control + 2)) * c)
+        return torch.einsum("zij,zajr->zair", m, xv).reshape(b, d, c)
+    lo, hi = min(control, target), max(control, target)
+    xv = x.reshape(b, 2**lo, 2, 2 ** (hi - lo - 1), 2, (d >> (hi + 1)) * c)
+    m4 = m.reshape(b, 2, 2, 2, 2)  # [b, c', t', c, t]
+    spec = "zxyab,ziajbk->zixjyk" if control < target else "zxyab,zibjak->ziyjxk"
+    return torch.einsum(spec, m4, xv).reshape(b, d, c)
+
+
+@dataclass
+class Gate:
+    layer: int  # index into ansatz.block
+    index: int  # gate within the layer
+    qubits: tuple[int, ...]
+
+
+@dataclass
+class Local:
+    """Operator of one partition: the product of its gates, in order."""
+
+    part: int
+    gates: list[Gate] = field(default_factory=list)
+
+
+@dataclass
+class Cross:
+    gate: Gate
+
+
+def compile_block(ansatz: Ansatz, parts: list[tuple[int, int]]) -> list[Local | Cross]:
+    """One block as Local/Cross steps; pending partition gates are flushed only when needed."""
+    owner = {q: p for p, (start, size) in enumerate(parts) for q in range(start, start + size)}
+    pending: dict[int, Local] = {}
+    steps: list[Local | Cross] = []
+    for li, layer in enumerate(ansatz.block):
+        for gi, wires in enumerate(layer.wires):
+            gate = Gate(li, gi, tuple(wires))
+            touched = sorted({owner[q] for q in wires})
+            if len(touched) == 1:
+                pending.setdefault(touched[0], Local(touched[0])).gates.append(gate)
+                continue
+            for p in touched:
+                if p in pending:
+                    steps.append(pending.pop(p))
+            steps.append(Cross(gate))
+    steps.extend(pending[p] for p in sorted(pending))
+    return steps
 
 
 class TorchStatevector:
@@ -53,74 +111,113 @@ class TorchStatevector:
     def __init__(self, ansatz: Ansatz, dtype: torch.dtype = torch.float32, group_size: int | None = None):
         self.ansatz = ansatz
         self.n = ansatz.n_qubits
-        self.real_dtype = dtype
         self.complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         self.state_dtype = dtype if ansatz.is_real else self.complex_dtype
-        k = group_size or default_group_size(self.n)
-        self.groups = [list(range(s, min(s + k, self.n))) for s in range(0, self.n, k)]
-        self._perms: dict[int, torch.Tensor] = {
-            i: cnot_permutation(self.n, layer.wires) for i, layer in enumerate(ansatz.block) if layer.gate == "CNOT"
-        }
-        self._device_perms: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self.parts = partitions(self.n, group_size or default_group_size(self.n))
+        self.steps = compile_block(ansatz, self.parts)
+        first_cross = next((i for i, s in enumerate(self.steps) if isinstance(s, Cross)), len(self.steps))
+        last_cross = max((i for i, s in enumerate(self.steps) if isinstance(s, Cross)), default=-1)
+        # leading locals (before any crossing gate) and trailing locals (after the last one)
+        self.leading = {s.part: i for i, s in enumerate(self.steps[:first_cross])}
+        self.trailing = {s.part: i for i, s in enumerate(self.steps) if i > last_cross and isinstance(s, Local)}
+        if last_cross < 0:  # no crossing gate at all: every step is both leading and trailing
+            self.trailing = dict(self.leading)
+        self.merge = sorted(set(self.leading) & set(self.trailing)) if last_cross >= 0 else []
 
-    def _perm(self, i: int, device: torch.device) -> torch.Tensor:
-        key = (i, device)
-        if key not in self._device_perms:
-            self._device_perms[key] = self._perms[i].to(device)
-        return self._device_perms[key]
+    # -- building operators (batched over blocks) ----------------------------------------
+    def _gate_matrices(self, angles: list[torch.Tensor], device: torch.device) -> list[tuple[torch.Tensor, ...] | None]:
+        """Per layer, per gate: (B, 2, 2) or (B, 4, 4) matrices in the state dtype."""
+        out: list[torch.Tensor | None] = []
+        angle_iter = iter(angles)
+        b = self.ansatz.n_blocks
+        for layer in self.ansatz.block:
+            if not layer.wires:
+                out.append(None)
+            elif layer.gate in ("RY", "U3"):
+                out.append(gates.one_qubit(layer.gate, next(angle_iter), self.complex_dtype).to(self.state_dtype))
+            elif layer.gate == "CNOT":
+                out.append(_CNOT.to(device=device, dtype=self.state_dtype).expand(b, len(layer.wires), 4, 4))
+            else:  # CU3 = blockdiag(I, U3)
+                u = gates.one_qubit("CU3", next(angle_iter), self.complex_dtype)
+                eye = torch.eye(2, dtype=self.complex_dtype, device=device).expand_as(u)
+                zero = torch.zeros_like(u)
+                out.append(torch.cat([torch.cat([eye, zero], -1), torch.cat([zero, u], -1)], -2))
+        # one unbind per layer: selecting gate by gate would cost a full-size zero-fill each in backward
+        return [None if m is None else torch.unbind(m, dim=1) for m in out]
 
-    # -- layer kernels -------------------------------------------------------------------
-    def _apply_group(self, state: torch.Tensor, kron: torch.Tensor, group: list[int]) -> torch.Tensor:
-        a, k = group[0], len(group)
-        b = self.n - a - k
-        if b == 0:
-            return (state.view(2**a, 2**k) @ kron.transpose(0, 1)).reshape(-1)
-        return (kron @ state.view(2**a, 2**k, 2**b)).reshape(-1)
+    def _operator(self, local: Local, mats: list[torch.Tensor]) -> torch.Tensor:
+        """(B, 2^k, 2^k) product of the local's gates; leading one-qubit gates via a Kronecker product."""
+        start, k = self.parts[local.part]
+        gates_ = list(local.gates)
+        ones: dict[int, torch.Tensor] = {}
+        while gates_ and len(gates_[0].qubits) == 1 and gates_[0].qubits[0] not in ones:
+            g = gates_.pop(0)
+            ones[g.qubits[0]] = mats[g.layer][g.index]
+        b = self.ansatz.n_blocks
+        op = None
+        for q in range(start, start + k):
+            m = ones.get(q)
+            if m is None:
+                m = torch.eye(2, dtype=self.state_dtype, device=mats_device(mats)).expand(b, 2, 2)
+            if op is None:
+                op = m
+            else:
+                d = op.shape[-1]
+                op = (op[:, :, None, :, None] * m[:, None, :, None, :]).reshape(b, 2 * d, 2 * d)
+        for g in gates_:
+            m = mats[g.layer][g.index]
+            if len(g.qubits) == 1:
+                op = apply_1q(op, m, g.qubits[0] - start, k)
+            else:
+                op = apply_2q(op, m, g.qubits[0] - start, g.qubits[1] - start, k)
+        return op
 
-    def _apply_two_qubit(self, state: torch.Tensor, m4: torch.Tensor, control: int, target: int) -> torch.Tensor:
-        n = self.n
-        if target == control + 1:  # adjacent: the pair is one axis of size 4
-            a = control
-            return (m4 @ state.view(2**a, 4, 2 ** (n - a - 2))).reshape(-1)
-        t = torch.tensordot(m4.view(2, 2, 2, 2), state.view([2] * n), dims=([2, 3], [control, target]))
-        return torch.movedim(t, (0, 1), (control, target)).reshape(-1)
+    # -- running on the state -------------------------------------------------------------
+    def _apply_local(self, state: torch.Tensor, op: torch.Tensor, part: int) -> torch.Tensor:
+        start, k = self.parts[part]
+        after = self.n - start - k
+        if after == 0:
+            return (state.view(2**start, 2**k) @ op.transpose(0, 1)).reshape(-1)
+        return (op @ state.view(2**start, 2**k, 2**after)).reshape(-1)
 
-    # -- simulation ----------------------------------------------------------------------
+    def _initial(self, ops: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
+        """The product state after the first block's leading operators act on |0...0>."""
+        state = None
+        for p, (_, k) in enumerate(self.parts):
+            if p in ops:
+                v = ops[p][:, 0]
+            else:
+                v = torch.zeros(2**k, dtype=self.state_dtype, device=device)
+                v[0] = 1
+            state = v if state is None else (state[:, None] * v[None, :]).reshape(-1)
+        return state
+
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         """Probabilities of all 2^n basis states; ``angles`` as :meth:`Ansatz.angle_shapes`."""
         device = angles[0].device if angles else torch.device("cpu")
-        state = torch.zeros(2**self.n, dtype=self.state_dtype, device=device)
-        state[0] = 1
-        # Build every gate matrix of every block up front: a handful of batched ops.
-        prepared = []
-        angle_iter = iter(angles)
-        for layer in self.ansatz.block:
-            if not layer.wires:
-                prepared.append(None)
-            elif layer.gate in ("RY", "U3"):
-                mats = gates.one_qubit(layer.gate, next(angle_iter), self.complex_dtype).to(self.state_dtype)
-                prepared.append([_kron_batched(mats[:, g[0] : g[-1] + 1]) for g in self.groups])
-            elif layer.gate == "CU3":
-                u = gates.one_qubit("CU3", next(angle_iter), self.complex_dtype)
-                m4 = torch.zeros(*u.shape[:2], 4, 4, dtype=self.complex_dtype, device=device)
-                m4[..., 0, 0] = 1
-                m4[..., 1, 1] = 1
-                m4[..., 2:, 2:] = u
-                prepared.append(m4)
-            else:
-                prepared.append(None)
-        for b in range(self.ansatz.n_blocks):
-            for i, layer in enumerate(self.ansatz.block):
-                if not layer.wires:
-                    continue
-                if layer.gate in ("RY", "U3"):
-                    for group, kron in zip(self.groups, prepared[i]):
-                        state = self._apply_group(state, kron[b], group)
-                elif layer.gate == "CNOT":
-                    state = state[self._perm(i, device)]
+        mats = self._gate_matrices(angles, device)
+        ops = {i: self._operator(s, mats) for i, s in enumerate(self.steps) if isinstance(s, Local)}
+        # merged[p][b] = leading op of block b+1 (on partition p) after trailing op of block b
+        merged = {p: ops[self.leading[p]][1:] @ ops[self.trailing[p]][:-1] for p in self.merge}
+        n_blocks = self.ansatz.n_blocks
+        state = self._initial({p: ops[i][0] for p, i in self.leading.items()}, device)
+        for b in range(n_blocks):
+            for i, step in enumerate(self.steps):
+                if isinstance(step, Local):
+                    if i == self.leading.get(step.part) and (b == 0 or step.part in self.merge):
+                        continue  # block 0: in the initial state; later blocks: merged into the previous
+                    if i == self.trailing.get(step.part) and step.part in self.merge and b < n_blocks - 1:
+                        state = self._apply_local(state, merged[step.part][b], step.part)
+                    else:
+                        state = self._apply_local(state, ops[i][b], step.part)
                 else:
-                    for j, (c, t) in enumerate(layer.wires):
-                        state = self._apply_two_qubit(state, prepared[i][b, j], c, t)
+                    g = step.gate
+                    m = mats[g.layer][g.index][b : b + 1]
+                    state = apply_2q(state.view(1, -1, 1), m, g.qubits[0], g.qubits[1], self.n).reshape(-1)
         if state.is_complex():
-            return state.real**2 + state.imag**2
+            return torch.view_as_real(state).pow(2).sum(-1)
         return state**2
+
+
+def mats_device(mats: list[tuple[torch.Tensor, ...] | None]) -> torch.device:
+    return next(m[0].device for m in mats if m is not None)
