@@ -45,6 +45,28 @@ def partitions(n_qubits: int, group_size: int) -> list[tuple[int, int]]:
     return list(zip(starts, sizes))
 
 
+def _kron_chain(mats: list[torch.Tensor]) -> torch.Tensor:
+    op = mats[0]
+    for m in mats[1:]:
+        b, d = op.shape[0], op.shape[1]
+        op = (op[:, :, None, :, None] * m[:, None, :, None, :]).reshape(b, 2 * d, 2 * d)
+    return op
+
+
+def kron(mats: list[torch.Tensor]) -> torch.Tensor:
+    """Batched Kronecker product of (B, 2, 2) matrices, first most significant: (B, 2^k, 2^k).
+
+    Each half by broadcasting products, the halves joined by one einsum: its backward is a
+    contraction, where a broadcast product's backward would be a large reduction.
+    """
+    if len(mats) < 4:
+        return _kron_chain(mats)
+    h = len(mats) // 2
+    a, c = _kron_chain(mats[:h]), _kron_chain(mats[h:])
+    b, da, dc = a.shape[0], a.shape[-1], c.shape[-1]
+    return torch.einsum("zab,zcd->zacbd", a, c).reshape(b, da * dc, da * dc)
+
+
 # -- gate kernels on X of shape (B, 2^k, C): rows are a k-qubit register, B a batch of blocks --
 def apply_1q(x: torch.Tensor, u: torch.Tensor, q: int, k: int) -> torch.Tensor:
     b, d, c = x.shape
@@ -82,26 +104,76 @@ class Local:
 
 @dataclass
 class Cross:
+    """A parameterised gate across partitions, applied to the state."""
+
     gate: Gate
 
 
-def compile_block(ansatz: Ansatz, parts: list[tuple[int, int]]) -> list[Local | Cross]:
-    """One block as Local/Cross steps; pending partition gates are flushed only when needed."""
+@dataclass
+class Perm:
+    """A run of constant permutation gates (CNOTs), composed into one index permutation of the state."""
+
+    gates: list[Gate] = field(default_factory=list)
+
+
+def permutation(n_qubits: int, gates_: list[Gate]) -> torch.Tensor:
+    """Index permutation P with ``state[P]`` = the state after the CNOTs, applied in order."""
+    idx = torch.arange(2**n_qubits)
+    perm = idx.clone()
+    for g in gates_:
+        control, target = g.qubits
+        cmask, tmask = 1 << (n_qubits - 1 - control), 1 << (n_qubits - 1 - target)
+        perm = perm[torch.where(idx & cmask != 0, idx ^ tmask, idx)]
+    return perm
+
+
+class _Permute(torch.autograd.Function):
+    """x[perm] whose backward is a gather with the inverse permutation (no scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, x, perm, inverse):
+        ctx.save_for_backward(inverse)
+        return x.index_select(0, perm)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
+def compile_block(ansatz: Ansatz, parts: list[tuple[int, int]]) -> list[Local | Cross | Perm]:
+    """One block as steps on the state.
+
+    One-qubit gates and parameterised two-qubit gates inside a partition join that
+    partition's pending operator. A parameterised gate across partitions flushes the
+    pending operators of the partitions it touches (the others commute with it). A constant
+    gate (CNOT) flushes every pending operator and joins a run of permutations, so a CNOT
+    chain costs one gather of the state.
+    """
     owner = {q: p for p, (start, size) in enumerate(parts) for q in range(start, start + size)}
     pending: dict[int, Local] = {}
-    steps: list[Local | Cross] = []
+    steps: list[Local | Cross | Perm] = []
+
+    def flush(which):
+        for p in sorted(which):
+            if p in pending:
+                steps.append(pending.pop(p))
+
     for li, layer in enumerate(ansatz.block):
         for gi, wires in enumerate(layer.wires):
             gate = Gate(li, gi, tuple(wires))
-            touched = sorted({owner[q] for q in wires})
-            if len(touched) == 1:
-                pending.setdefault(touched[0], Local(touched[0])).gates.append(gate)
-                continue
-            for p in touched:
-                if p in pending:
-                    steps.append(pending.pop(p))
-            steps.append(Cross(gate))
-    steps.extend(pending[p] for p in sorted(pending))
+            touched = {owner[q] for q in wires}
+            if layer.gate == "CNOT":
+                flush(list(pending))
+                if not (steps and isinstance(steps[-1], Perm)):
+                    steps.append(Perm())
+                steps[-1].gates.append(gate)
+            elif len(touched) == 1:
+                pending.setdefault(touched.pop(), Local(owner[wires[0]])).gates.append(gate)
+            else:
+                flush(touched)
+                steps.append(Cross(gate))
+    flush(list(pending))
     return steps
 
 
@@ -115,14 +187,22 @@ class TorchStatevector:
         self.state_dtype = dtype if ansatz.is_real else self.complex_dtype
         self.parts = partitions(self.n, group_size or default_group_size(self.n))
         self.steps = compile_block(ansatz, self.parts)
-        first_cross = next((i for i, s in enumerate(self.steps) if isinstance(s, Cross)), len(self.steps))
-        last_cross = max((i for i, s in enumerate(self.steps) if isinstance(s, Cross)), default=-1)
+        self._perms: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        first_cross = next((i for i, s in enumerate(self.steps) if not isinstance(s, Local)), len(self.steps))
+        last_cross = max((i for i, s in enumerate(self.steps) if not isinstance(s, Local)), default=-1)
         # leading locals (before any crossing gate) and trailing locals (after the last one)
         self.leading = {s.part: i for i, s in enumerate(self.steps[:first_cross])}
         self.trailing = {s.part: i for i, s in enumerate(self.steps) if i > last_cross and isinstance(s, Local)}
         if last_cross < 0:  # no crossing gate at all: every step is both leading and trailing
             self.trailing = dict(self.leading)
         self.merge = sorted(set(self.leading) & set(self.trailing)) if last_cross >= 0 else []
+
+    def _perm(self, i: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (i, device)
+        if key not in self._perms:
+            perm = permutation(self.n, self.steps[i].gates)
+            self._perms[key] = (perm.to(device), torch.argsort(perm).to(device))
+        return self._perms[key]
 
     # -- building operators (batched over blocks) ----------------------------------------
     def _gate_matrices(self, angles: list[torch.Tensor], device: torch.device) -> list[tuple[torch.Tensor, ...] | None]:
@@ -154,16 +234,10 @@ class TorchStatevector:
             g = gates_.pop(0)
             ones[g.qubits[0]] = mats[g.layer][g.index]
         b = self.ansatz.n_blocks
-        op = None
-        for q in range(start, start + k):
-            m = ones.get(q)
-            if m is None:
-                m = torch.eye(2, dtype=self.state_dtype, device=mats_device(mats)).expand(b, 2, 2)
-            if op is None:
-                op = m
-            else:
-                d = op.shape[-1]
-                op = (op[:, :, None, :, None] * m[:, None, :, None, :]).reshape(b, 2 * d, 2 * d)
+        eye = torch.eye(2, dtype=self.state_dtype, device=mats_device(mats)).expand(b, 2, 2)
+        op = kron(
+            [ones.get(q, eye) for q in range(start, start + k)]
+        )
         for g in gates_:
             m = mats[g.layer][g.index]
             if len(g.qubits) == 1:
@@ -178,6 +252,8 @@ class TorchStatevector:
         after = self.n - start - k
         if after == 0:
             return (state.view(2**start, 2**k) @ op.transpose(0, 1)).reshape(-1)
+        if start == 0:
+            return (op @ state.view(2**k, 2**after)).reshape(-1)
         return (op @ state.view(2**start, 2**k, 2**after)).reshape(-1)
 
     def _initial(self, ops: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -198,9 +274,17 @@ class TorchStatevector:
         mats = self._gate_matrices(angles, device)
         ops = {i: self._operator(s, mats) for i, s in enumerate(self.steps) if isinstance(s, Local)}
         # merged[p][b] = leading op of block b+1 (on partition p) after trailing op of block b
-        merged = {p: ops[self.leading[p]][1:] @ ops[self.trailing[p]][:-1] for p in self.merge}
+        merged = {p: torch.unbind(ops[self.leading[p]][1:] @ ops[self.trailing[p]][:-1]) for p in self.merge}
         n_blocks = self.ansatz.n_blocks
         state = self._initial({p: ops[i][0] for p, i in self.leading.items()}, device)
+        # per-block views by one unbind each: indexing block by block would cost a
+        # full-size zero-fill per index in backward
+        per_block = {i: torch.unbind(op) for i, op in ops.items()}
+        cross = {
+            i: torch.unbind(mats[s.gate.layer][s.gate.index].unsqueeze(1))
+            for i, s in enumerate(self.steps)
+            if isinstance(s, Cross)
+        }
         for b in range(n_blocks):
             for i, step in enumerate(self.steps):
                 if isinstance(step, Local):
@@ -209,11 +293,12 @@ class TorchStatevector:
                     if i == self.trailing.get(step.part) and step.part in self.merge and b < n_blocks - 1:
                         state = self._apply_local(state, merged[step.part][b], step.part)
                     else:
-                        state = self._apply_local(state, ops[i][b], step.part)
+                        state = self._apply_local(state, per_block[i][b], step.part)
+                elif isinstance(step, Perm):
+                    state = _Permute.apply(state, *self._perm(i, device))
                 else:
                     g = step.gate
-                    m = mats[g.layer][g.index][b : b + 1]
-                    state = apply_2q(state.view(1, -1, 1), m, g.qubits[0], g.qubits[1], self.n).reshape(-1)
+                    state = apply_2q(state.view(1, -1, 1), cross[i][b], g.qubits[0], g.qubits[1], self.n).reshape(-1)
         if state.is_complex():
             return torch.view_as_real(state).pow(2).sum(-1)
         return state**2
