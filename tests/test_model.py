@@ -106,3 +106,28 @@ def test_centering_and_no_rescale_options():
     assert abs(float(gen(torch.rand(16)).detach().mean())) < 1e-6
     gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False)
     assert gen(torch.rand(16)).shape == (10,)
+
+
+class TinyMLPWithNorm(torch.nn.Module):
+    """A target that is not a qt model and has buffers (BatchNorm running stats)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_any_torch_module_is_a_target():
+    torch.manual_seed(0)
+    target = TinyMLPWithNorm()
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[8]))
+    assert learner.n_weights == 784 * 8 + 8 + 16 + 8 * 10 + 10 and learner.n_qubits == 13
+    x = torch.randn(6, 1, 28, 28)
+    loss = torch.nn.functional.cross_entropy(learner(x, learner.weights()), torch.arange(6))
+    loss.backward()
+    assert all(p.grad is not None for p in learner.circuit.parameters())
+    assert target.net[2].num_batches_tracked == 1  # buffers still live in the module
+    plain = TinyMLPWithNorm()
+    plain.load_state_dict(learner.export_state_dict())
