@@ -12,7 +12,15 @@ from qt.errors import ConfigError
 MODES = ("qt", "classical")
 DEVICES = ("cpu", "cuda", "auto")
 #: keys that do not change a run's trajectory: they may differ when resuming
-RESUME_FREE_KEYS = ("trainer.epochs", "trainer.progress", "trainer.checkpoint_every", "trainer.resume", "paths")
+RESUME_FREE_KEYS = (
+    "trainer.epochs",
+    "trainer.progress",
+    "trainer.checkpoint_every",
+    "trainer.resume",
+    "trainer.threads",
+    "paths",
+    "objective",
+)
 
 
 def _positive(value, name: str, hint: str, integer: bool = False) -> None:
@@ -25,6 +33,13 @@ def _positive(value, name: str, hint: str, integer: bool = False) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
+    from qt.run import OBJECTIVES
+
+    objective = cfg.get("objective", "best_val_acc")
+    names = [objective] if isinstance(objective, str) else list(objective)
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or not names:
+        raise ConfigError(f"unknown objective {unknown or names}: choose from {', '.join(OBJECTIVES)}")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode '{cfg.mode}': use mode=qt or mode=classical")
     t = cfg.trainer

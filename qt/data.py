@@ -55,6 +55,9 @@ class DataSplits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
+_RAW_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
 class ImageDataset:
     """Base: turns raw uint8 arrays into normalised, split tensors."""
 
@@ -87,8 +90,16 @@ class ImageDataset:
         x = x.view(-1, *self.shape)
         return Split((x - self.mean) / self.std, torch.from_numpy(np.array(labels, dtype=np.int64)))
 
+    def cache_key(self) -> tuple:
+        """Identifies the raw arrays ``read`` returns: repeated loads in one process (sweeps) reuse them."""
+        return (type(self).__name__, self.name, str(getattr(self, "root", "")), getattr(self, "test_per_class", None))
+
     def load(self) -> DataSplits:
-        xtr, ytr, xte, yte = self.read()
+        key = self.cache_key()
+        if key not in _RAW_CACHE:
+            _RAW_CACHE.clear()  # keep at most one dataset's raw arrays in memory
+            _RAW_CACHE[key] = self.read()
+        xtr, ytr, xte, yte = _RAW_CACHE[key]
         if tuple(xtr.shape[1:]) != self.shape:
             raise ConfigError(f"{self.name}: images have shape {tuple(xtr.shape[1:])}, config says {self.shape}")
         perm = np.random.default_rng(self.split_seed).permutation(len(ytr))

@@ -130,8 +130,23 @@ def _protect_run_dir(run_dir: Path, fp: dict) -> None:
         )
 
 
-def run(cfg: DictConfig, run_dir: Path) -> float:
-    """Train and evaluate one configuration; returns the objective (best validation accuracy)."""
+#: summary fields a sweep may optimise (``objective=NAME`` or a list for multi-objective searches)
+OBJECTIVES = ("best_val_acc", "val_loss", "train_loss", "trainable_params", "compression_ratio", "wall_time_s")
+
+
+def objective_values(summary: dict | None, objective) -> float | tuple[float, ...]:
+    """The objective(s) of a run from its summary; NaN unless the run completed (a sweep records NaN as failed)."""
+    names = [objective] if isinstance(objective, str) else list(objective)
+    completed = bool(summary) and summary.get("status") == "completed"
+    values = []
+    for name in names:
+        value = (summary or {}).get(name, ((summary or {}).get("params") or {}).get(name))
+        values.append(float(value) if completed and value is not None else math.nan)
+    return values[0] if isinstance(objective, str) else tuple(values)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
+    """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy)."""
     started = dt.datetime.now().isoformat(timespec="seconds")
     validate(cfg)
     tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
@@ -142,7 +157,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     previous = read_summary(run_dir)
     if previous and previous.get("status") == "completed" and previous.get("epochs_completed", 0) >= tcfg.epochs:
         log.info("%s already holds a completed run of this config: nothing to do (best val acc %.4f)", run_dir, previous["best_val_acc"])
-        return float(previous["best_val_acc"])
+        return objective_values(previous, cfg.objective)
 
     if tcfg.threads:
         torch.set_num_threads(int(tcfg.threads))
@@ -186,22 +201,20 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         trainer.fit()
     except Diverged as e:
         st = trainer.state
-        write_summary(
-            run_dir,
-            {
-                **base,
-                "status": "diverged",
-                "reason": str(e),
-                "best_val_acc": st.best_val_acc if st.best_epoch else None,
-                "best_epoch": st.best_epoch,
-                "epochs_completed": st.epoch,
-                "steps": st.global_step,
-                "wall_time_s": st.wall_time_s,
-                "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-            },
-        )
+        summary = {
+            **base,
+            "status": "diverged",
+            "reason": str(e),
+            "best_val_acc": st.best_val_acc if st.best_epoch else None,
+            "best_epoch": st.best_epoch,
+            "epochs_completed": st.epoch,
+            "steps": st.global_step,
+            "wall_time_s": st.wall_time_s,
+            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        write_summary(run_dir, summary)
         log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
-        return math.nan
+        return objective_values(summary, cfg.objective)
     except BaseException as e:  # a crash or an interrupt mid-training: say so in the summary, keep last.pt
         st = trainer.state
         write_summary(
@@ -218,10 +231,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         )
         raise
     final = trainer.final_metrics()
-    write_summary(
-        run_dir,
-        {**base, **final, "status": "completed", "finished_at": dt.datetime.now().isoformat(timespec="seconds")},
-    )
+    summary = {**base, **final, "status": "completed", "finished_at": dt.datetime.now().isoformat(timespec="seconds")}
+    write_summary(run_dir, summary)
     log.info(
         "done: best val acc %.4f (epoch %s), test acc %.4f, test loss %.4f, %.1fs; results in %s",
         final["best_val_acc"],
@@ -231,7 +242,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         final["wall_time_s"],
         run_dir,
     )
-    return float(final["best_val_acc"])
+    return objective_values(summary, cfg.objective)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from qt.config import trusted_targets
 from qt.errors import QTError, RunDirError
-from qt.run import record_failure, run
+from qt.run import objective_values, record_failure, run
 
 log = logging.getLogger("qt.train")
 
@@ -28,11 +30,27 @@ EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 
 
+def threads_per_job(hc) -> int | None:
+    """Torch threads for one job of a parallel launcher, so concurrent jobs do not oversubscribe the cores."""
+    launcher = hc.launcher
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs")  # joblib
+    if isinstance(n_jobs, int) and n_jobs != 1:
+        return max(1, cores // (cores if n_jobs < 0 else n_jobs))
+    cpus = launcher.get("cpus_per_task")  # submitit
+    if isinstance(cpus, int) and cpus > 0:
+        return cpus
+    return None
+
+
 @hydra.main(config_path="../conf", config_name="train", execution_whitelist=trusted_targets())
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | tuple[float, ...]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    failed = objective_values(None, cfg.get("objective", "best_val_acc"))
+    if multirun and cfg.trainer.get("threads") is None and threads_per_job(hc):
+        torch.set_num_threads(threads_per_job(hc))
     try:
         value = run(cfg, run_dir)
     except QTError as e:
@@ -40,7 +58,7 @@ def main(cfg: DictConfig) -> float:
         if not isinstance(e, RunDirError):
             record_failure(run_dir, cfg, str(e))
         if multirun:
-            return math.nan
+            return failed
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except Exception as e:  # noqa: BLE001 - in a sweep, one broken trial must not stop the others
@@ -48,8 +66,9 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("trial failed")
         record_failure(run_dir, cfg, f"{type(e).__name__}: {e}")
-        return math.nan
-    if math.isnan(value) and not multirun:
+        return failed
+    values = value if isinstance(value, tuple) else (value,)
+    if any(math.isnan(v) for v in values) and not multirun:
         sys.exit(EXIT_DIVERGED)
     return value
 
@@ -65,7 +84,7 @@ def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | Non
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
         folder = conf_dir / group
-        if "(" in value or not folder.is_dir() or group == "hydra":
+        if "(" in value or not folder.is_dir() or group.split("/")[0] == "hydra":  # hydra/*: plugins add options
             continue
         options = sorted(p.stem for p in folder.glob("*.yaml"))
         for option in filter(None, (v.strip() for v in value.split(","))):

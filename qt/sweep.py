@@ -1,0 +1,196 @@
+"""Sweep bookkeeping: persistent Optuna studies and the summary every sweep dir gets.
+
+* :func:`make_storage`: an Optuna storage from a config value: an RDB URL
+  (``sqlite:///outputs/sweeps/NAME/study.db``, ``postgresql://...``) or
+  ``journal:PATH`` for Optuna's journal file (safe on shared file systems).
+* :func:`write_sweep_summary`: from a sweep dir's job dirs (the one results schema) and,
+  for Optuna sweeps, the study: ``trials.csv`` (one row per trial: number, state, value(s),
+  params, duration, run dir, reason), ``sweep_summary.json`` (best params and value, or the
+  Pareto front; counts per status) and ``optimization_history.png``.
+* :class:`SweepSummary`: a Hydra callback that writes that summary at the end of every
+  multirun, whatever the sweeper.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from qt.results import read_summary
+
+log = logging.getLogger(__name__)
+
+
+def make_storage(value: Any) -> Any:
+    """Optuna storage for a config value (None: in memory)."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(text[len("journal:") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if text.startswith("sqlite:///"):
+        Path(text[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return text
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job dirs of a sweep (numbered subdirs holding a Hydra config), in job order."""
+    dirs = [p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()] if Path(sweep_dir).is_dir() else []
+    return sorted(dirs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
+
+
+def _overrides(run_dir: Path) -> dict[str, str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    out = {}
+    for item in OmegaConf.to_container(OmegaConf.load(path)):
+        key, _, value = str(item).partition("=")
+        if not key.startswith("hydra."):
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def _load_study(config: DictConfig):
+    sweeper = config.hydra.get("sweeper") or {}
+    if sweeper.get("storage") is None or sweeper.get("study_name") is None:
+        return None
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=sweeper.study_name, storage=make_storage(sweeper.storage))
+    except KeyError:
+        return None
+
+
+def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_acc") -> dict:
+    """Write trials.csv, sweep_summary.json and optimization_history.png into ``sweep_dir``."""
+    import optuna
+
+    sweep_dir = Path(sweep_dir)
+    names = [objective] if isinstance(objective, str) else list(objective)
+    rows: list[dict] = []
+    if study is not None:
+        for t in study.get_trials(deepcopy=False):
+            run_dir = t.user_attrs.get("run_dir")
+            summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
+            duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+            row = {
+                "trial": t.number,
+                "state": t.state.name,
+                "run_status": (summary or {}).get("status"),
+                **{f"value_{n}": (t.values[i] if t.values else None) for i, n in enumerate(names)},
+                **{f"param_{k}": v for k, v in sorted(t.params.items())},
+                "duration_s": duration,
+                "run_dir": run_dir,
+                "reason": t.user_attrs.get("fail_reason") or (summary or {}).get("reason"),
+            }
+            rows.append(row)
+    else:
+        for run_dir in job_dirs(sweep_dir):
+            summary = read_summary(run_dir) or {}
+            from qt.run import objective_values
+
+            values = objective_values(summary, objective)
+            values = values if isinstance(values, tuple) else (values,)
+            completed = summary.get("status") == "completed"
+            rows.append(
+                {
+                    "trial": int(run_dir.name) if run_dir.name.isdigit() else run_dir.name,
+                    "state": "COMPLETE" if completed else "FAIL",
+                    "run_status": summary.get("status", "incomplete"),
+                    **{f"value_{n}": (v if completed else None) for n, v in zip(names, values)},
+                    **{f"param_{k}": v for k, v in sorted(_overrides(run_dir).items())},
+                    "duration_s": summary.get("wall_time_s"),
+                    "run_dir": str(run_dir),
+                    "reason": summary.get("reason"),
+                }
+            )
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with open(sweep_dir / "trials.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    out: dict[str, Any] = {"sweep_dir": str(sweep_dir), "objective": names, "n_trials": len(rows), "states": states}
+    if study is not None and len(study.directions) > 1:
+        front = study.best_trials if complete else []
+        out["pareto_front"] = [{"trial": t.number, "values": t.values, "params": t.params} for t in front]
+    elif complete:
+        if study is not None:
+            best = study.best_trial
+            out.update(best_trial=best.number, best_value=best.value, best_params=best.params,
+                       best_run_dir=best.user_attrs.get("run_dir"))
+        else:
+            key = f"value_{names[0]}"
+            maximize = names[0] not in ("val_loss", "train_loss", "trainable_params", "wall_time_s")
+            best = (max if maximize else min)(complete, key=lambda r: r[key])
+            out.update(best_trial=best["trial"], best_value=best[key], best_run_dir=best["run_dir"],
+                       best_params={k[6:]: v for k, v in best.items() if k.startswith("param_")})
+    else:
+        out["failure_reasons"] = sorted({str(r.get("reason")) for r in rows})
+    (sweep_dir / "sweep_summary.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+
+    if study is not None and complete and len(study.directions) == 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        ax.figure.tight_layout()
+        ax.figure.savefig(sweep_dir / "optimization_history.png", dpi=100)
+        plt.close(ax.figure)
+    elif study is not None and complete:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
+        ax.figure.tight_layout()
+        ax.figure.savefig(sweep_dir / "pareto_front.png", dpi=100)
+        plt.close(ax.figure)
+    return out
+
+
+class SweepSummary(Callback):
+    """Hydra callback: summarise every multirun into its sweep dir."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        try:
+            out = write_sweep_summary(sweep_dir, _load_study(config), config.get("objective", "best_val_acc"))
+        except Exception as e:  # noqa: BLE001 - a summary problem must not turn a finished sweep into a failure
+            log.warning("could not write the sweep summary: %s", e)
+            return
+        best = out.get("best_value")
+        log.info(
+            "sweep summary: %s trials %s; best %s %s -> %s",
+            out["n_trials"],
+            out["states"],
+            out["objective"],
+            "n/a" if best is None or (isinstance(best, float) and math.isnan(best)) else best,
+            sweep_dir / "sweep_summary.json",
+        )

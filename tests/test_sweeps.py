@@ -1,0 +1,213 @@
+"""Real multiruns: Optuna searches, grids, failures, kill-and-resume, parallel launchers."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from conftest import ROOT, summary
+
+FAST = ["trainer.epochs=1", "trainer.limit_train_batches=3", "trainer.batch_size=32", "trainer.threads=1"]
+
+
+def multirun(sweep_dir, *overrides, timeout=600):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def optuna_args(sweep_dir, name="s", *extra):
+    return [
+        "+sweep=lr_blocks_clip",
+        f"hydra.sweeper.study_name={name}",
+        f"hydra.sweeper.storage=sqlite:///{sweep_dir}/study.db",
+        *FAST,
+        *extra,
+    ]
+
+
+def load(sweep_dir, name="s"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir}/study.db")
+
+
+def trials_csv(sweep_dir):
+    return list(csv.DictReader(open(sweep_dir / "trials.csv")))
+
+
+def test_optuna_search_runs_trials_and_summarises(tmp_path):
+    d = tmp_path / "sweep"
+    proc = multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=4", "n_blocks=range(1,4)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(d)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    for t in study.trials:
+        assert 1 <= t.params["n_blocks"] <= 3 and 1e-4 <= t.params["optimizer.lr"] <= 3e-2
+        s = summary(t.user_attrs["run_dir"])
+        assert s["status"] == "completed" and s["best_val_acc"] == t.value  # the run's own schema
+    out = json.loads((d / "sweep_summary.json").read_text())
+    assert out["best_value"] == study.best_value and out["states"] == {"COMPLETE": 4}
+    rows = trials_csv(d)
+    assert len(rows) == 4 and {"param_optimizer.lr", "param_n_blocks", "param_trainer.clip_norm", "duration_s", "run_dir"} <= set(rows[0])
+    assert (d / "optimization_history.png").stat().st_size > 1000
+
+    # same command again with a larger budget: resumes, keeps the 4, numbers new jobs after them
+    before = (d / "0" / "summary.json").read_text()
+    proc = multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=6", "n_blocks=range(1,4)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(d)
+    assert len(study.trials) == 6 and (d / "5").is_dir() and not (d / "6").exists()
+    assert (d / "0" / "summary.json").read_text() == before
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == 6  # the reseeded sampler proposes new points
+
+
+def test_resuming_with_other_overrides_is_refused(tmp_path):
+    d = tmp_path / "sweep"
+    assert multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=1").returncode == 0
+    proc = multirun(d, *optuna_args(d, "s", "trainer.batch_size=16"), "hydra.sweeper.n_trials=2")
+    assert proc.returncode == 2 and "study_name" in proc.stderr.strip().splitlines()[-1]
+    assert len(load(d).trials) == 1
+
+
+def test_failing_and_diverging_trials_do_not_stop_the_sweep(tmp_path):
+    d = tmp_path / "sweep"
+    proc = multirun(
+        d,
+        *optuna_args(d),
+        "hydra/sweeper/sampler=grid",
+        "optimizer=sgd",
+        "trainer.clip_norm=null",
+        "trainer.limit_train_batches=20",
+        "n_blocks=choice(0,2)",
+        "optimizer.lr=choice(0.01,100000000.0)",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load(d)
+    states = {(t.params["n_blocks"], t.params["optimizer.lr"]): t for t in study.trials}
+    assert len(states) == 4
+    assert states[(2, 0.01)].state.name == "COMPLETE"
+    assert states[(2, 1e8)].state.name == "FAIL" and "diverged" in states[(2, 1e8)].user_attrs["fail_reason"]
+    for lr in (0.01, 1e8):
+        t = states[(0, lr)]
+        assert t.state.name == "FAIL" and "n_blocks must be" in t.user_attrs["fail_reason"]
+        assert summary(t.user_attrs["run_dir"])["status"] == "failed"  # reason in the run dir too
+    reasons = {r["state"]: r["reason"] for r in trials_csv(d)}
+    assert reasons["FAIL"]
+
+
+def test_every_trial_failing_ends_with_a_clear_summary(tmp_path):
+    d = tmp_path / "sweep"
+    proc = multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=2", "n_blocks=choice(0)")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every trial") and "n_blocks must be" in last
+    out = json.loads((d / "sweep_summary.json").read_text())
+    assert out["states"] == {"FAIL": 2} and any("n_blocks" in r for r in out["failure_reasons"])
+
+
+def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path):
+    d = tmp_path / "sweep"
+    args = optuna_args(d, "s", "trainer.limit_train_batches=40", "trainer.checkpoint_every=2", "n_blocks=choice(2)")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={d}", *args, "hydra.sweeper.n_trials=3"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    t0 = time.time()
+    while not (d / "1" / "checkpoints" / "last.pt").exists():  # trial 0 done, trial 1 mid-training
+        assert proc.poll() is None, "sweep ended before it could be interrupted"
+        assert time.time() - t0 < 300
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = (d / "0" / "summary.json").read_text()
+    assert json.loads(first)["status"] == "completed"
+
+    resumed = multirun(d, *args, "hydra.sweeper.n_trials=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = load(d)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 3  # the budget: interrupted trials are retried, not counted
+    assert (d / "0" / "summary.json").read_text() == first  # finished work untouched
+    dirs = sorted((p for p in d.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert [p.name for p in dirs[:2]] == ["0", "1"] and len(dirs) == 3  # a retry reuses its dir, never another's
+    assert all(summary(p)["status"] == "completed" for p in dirs)
+    assert {t.user_attrs["run_dir"] for t in complete} == {str(p) for p in dirs}
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    if retried:  # killed mid-training: the retry continued in the same run dir from its checkpoint
+        assert "resumed from" in (d / "1" / "train.log").read_text()
+
+
+def test_grid_multirun_and_rerun_skips_finished_runs(tmp_path):
+    d = tmp_path / "grid"
+    args = ["+sweep=ablation_grid", "circuit=ry_cnot,u3", "n_blocks=1", "mapping=shallow", "seed=0,1", *FAST]
+    proc = multirun(d, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.name for p in d.iterdir() if p.name.isdigit())
+    assert runs == ["0", "1", "2", "3"]
+    configs = {(summary(d / r)["config"]["circuit"]["rotation"], summary(d / r)["config"]["seed"]) for r in runs}
+    assert configs == {("RY", 0), ("RY", 1), ("U3", 0), ("U3", 1)}
+    rows = trials_csv(d)
+    assert {r["param_circuit"] for r in rows} == {"ry_cnot", "u3"} and all(r["state"] == "COMPLETE" for r in rows)
+    assert json.loads((d / "sweep_summary.json").read_text())["n_trials"] == 4
+    again = multirun(d, *args)
+    assert again.returncode == 0 and again.stdout.count("nothing to do") == 4
+
+
+def test_joblib_parallel_trials(tmp_path):
+    d = tmp_path / "par"
+    args = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "n_blocks=1,2", "trainer.epochs=1",
+            "trainer.limit_train_batches=3", "trainer.batch_size=32"]
+    proc = multirun(d, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in ("0", "1"):
+        assert summary(d / r)["status"] == "completed"
+    assert "Joblib" in proc.stdout + proc.stderr
+
+
+def test_submitit_local_launcher(tmp_path):
+    d = tmp_path / "sub"
+    proc = multirun(d, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "n_blocks=1,2", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in ("0", "1"):
+        assert summary(d / r)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ray_launcher_against_a_local_head(tmp_path):
+    """A Ray head on loopback inside a network namespace of the test's own (Ray binds every
+    interface it sees; the namespace has only lo), joined by address as a real cluster would be."""
+    pytest.importorskip("ray")
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    ns = f"qt_ray_{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here (needs root and iproute2)")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "127.0.0.1:6391"}
+    in_ns = ["ip", "netns", "exec", ns]
+    try:
+        subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
+        head = subprocess.run(
+            [*in_ns, sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address=127.0.0.1",
+             "--port=6391", "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )
+        assert head.returncode == 0, head.stderr[-2000:]
+        d = tmp_path / "ray"
+        proc = subprocess.run(
+            [*in_ns, sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={d}", "hydra/launcher=ray_cluster",
+             "n_blocks=1,2", *FAST],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for r in ("0", "1"):
+            assert summary(d / r)["status"] == "completed"
+    finally:
+        subprocess.run([*in_ns, sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
