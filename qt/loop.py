@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from qt.data import DataSplits, Split
 from qt.learner import Learner
+from qt.losses import CrossEntropy
 from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,10 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         fingerprint: dict,
+        loss_fn: torch.nn.Module | None = None,
     ):
         self.learner = learner.to(device)
+        self.loss_fn = (loss_fn if loss_fn is not None else CrossEntropy()).to(device)
         self.data = DataSplits(
             data.train.to(device), data.val.to(device), data.test.to(device), data.num_classes, data.name
         )
@@ -172,7 +175,7 @@ class Trainer:
         acc = self.state.acc
         weights = self.learner.weights()  # once per step: the circuit does not see the batch
         logits = self.learner(x, weights)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss_fn(logits, y, x)
         if not torch.isfinite(loss):
             raise Diverged(
                 f"loss is {float(loss)} at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch + 1}"
@@ -230,7 +233,7 @@ class Trainer:
         row = {
             "epoch": st.epoch + 1,
             "step": st.global_step,
-            "train_loss": acc["loss"] / max(acc["count"], 1),
+            "train_loss": acc["loss"] / max(acc["count"], 1),  # the training objective (CE, or KD)
             "train_acc": acc["correct"] / max(acc["count"], 1),
             "val_loss": val_loss,
             "val_acc": val_acc,

@@ -62,6 +62,7 @@ SUMMARY_KEYS = [
     "wall_time_s",
     "step_time_s",
     "data_sizes",
+    "teacher",
     "started_at",
     "finished_at",
     "versions",

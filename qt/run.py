@@ -112,6 +112,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def describe_teacher(loss_fn, data, batch_size: int, device: torch.device) -> dict | None:
+    """A distillation teacher's source and accuracy (val, test), for summary.json."""
+    teacher = getattr(loss_fn, "teacher", None)
+    if teacher is None:
+        return None
+    from qt.loop import evaluate
+
+    probe = ClassicalLearner(teacher).to(device)
+    _, val_acc = evaluate(probe, data.val.to(device), batch_size)
+    _, test_acc = evaluate(probe, data.test.to(device), batch_size)
+    teacher.eval()
+    info = {"source": loss_fn.source, "params": count_weights(teacher), "val_acc": val_acc, "test_acc": test_acc}
+    log.info("teacher %s: %s weights, val acc %.4f, test acc %.4f", info["source"], f"{info['params']:,}", val_acc, test_acc)
+    return info
+
+
 def _protect_run_dir(run_dir: Path, fp: dict) -> None:
     """Refuse to resume a run dir whose checkpoint comes from a different config."""
     last = run_dir / "checkpoints" / "last.pt"
@@ -172,6 +188,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
     table = learner.param_table()
     log.info("%s", format_param_table(table))
 
+    loss_fn = instantiate(cfg.loss) if cfg.get("loss") else None
+    teacher = describe_teacher(loss_fn, data, tcfg.eval_batch_size, device)
     trainer = Trainer(
         learner,
         data,
@@ -181,6 +199,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         run_dir=run_dir,
         device=device,
         fingerprint=fp,
+        loss_fn=loss_fn,
     )
     hydra_dir = run_dir / ".hydra"
     trainer.extra_checkpoint = {"hydra_files": {p.name: p.read_text() for p in sorted(hydra_dir.glob("*.yaml"))}}
@@ -192,6 +211,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         "mode": cfg.mode,
         "params": table,
         "data_sizes": data.sizes(),
+        "teacher": teacher,
         "started_at": started,
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -18,7 +18,9 @@ class QuantumCircuit(nn.Module):
     """A parameterised circuit with no data input; ``forward()`` returns its 2^n probabilities.
 
     Angles are drawn uniformly from [0, 2π) (``init_scale`` scales that range); ``freeze``
-    keeps them fixed at that initialisation (the frozen-circuit control).
+    keeps them fixed at that initialisation (the frozen-circuit control). With ``shots=N``
+    training sees N-shot estimates of the probabilities (:func:`sample_probs`); evaluation
+    and export (eval mode) use the exact distribution, the infinite-shot limit.
     """
 
     def __init__(
@@ -33,8 +35,12 @@ class QuantumCircuit(nn.Module):
         init_scale: float = 1.0,
         freeze: bool = False,
         group_size: int | None = None,
+        shots: int | None = None,
     ):
         super().__init__()
+        if shots is not None and int(shots) < 1:
+            raise ConfigError(f"circuit.shots must be a positive number of measurements or null for exact probabilities (got {shots})")
+        self.shots = None if shots is None else int(shots)
         if backend not in BACKENDS:
             raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend=torch, default.qubit or lightning.qubit")
         if dtype not in DTYPES:
@@ -60,7 +66,25 @@ class QuantumCircuit(nn.Module):
         return self.ansatz.n_qubits
 
     def forward(self) -> torch.Tensor:
-        return self.simulator.probs(list(self.angles))
+        probs = self.simulator.probs(list(self.angles))
+        if self.shots is None or not self.training:
+            return probs
+        return sample_probs(probs, self.shots)
+
+
+def sample_probs(probs: torch.Tensor, shots: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Finite-shot estimate of ``probs`` with a straight-through gradient.
+
+    Forward: the frequencies of ``shots`` samples of the basis-state distribution (what a
+    quantum device returns; fresh samples at each call, from torch's seeded global RNG, which
+    checkpoints save and resume restores). Backward: the gradient of the exact probabilities
+    (straight-through estimator: d estimate / d theta := d p / d theta), which is the
+    expectation of the estimator's gradient since the frequencies are unbiased for p.
+    """
+    p = probs.detach().double().clamp_min(0)
+    idx = torch.multinomial(p, shots, replacement=True, generator=generator)
+    freq = torch.bincount(idx, minlength=p.numel()).to(probs.dtype) / shots
+    return probs + (freq - probs).detach()
 
 
 def estimate_memory_bytes(
