@@ -31,6 +31,8 @@ def test_groups_have_the_promised_options():
     assert {"shallow", "paper", "deep"} <= set(options("mapping"))
     assert {"adam", "adamw", "sgd"} <= set(options("optimizer"))
     assert {"none", "plateau"} <= set(options("scheduler"))
+    assert {"ce", "kd"} <= set(options("loss"))
+    assert {"lr_blocks_clip", "acc_vs_params", "ablation_grid", "shots"} <= set(options("sweep"))
 
 
 @pytest.mark.parametrize("circuit", options("circuit"))

@@ -1,0 +1,231 @@
+"""Aggregation: any mix of run dirs, multirun/sweep dirs and Optuna storages -> one tidy DataFrame.
+
+    from qt.analysis import load_runs
+    df = load_runs("outputs/sweeps/ablation_grid", "outputs/2026-11-21")
+
+One row per run, read from the one results schema (``summary.json``, ``metrics.csv``):
+the flattened config (dataset, mode, model, circuit, n_blocks, layout, mapping, optimizer,
+lr, clip norm, batch size, seed, loss, shots, ...), parameter counts, metrics
+(best val acc, test acc, train/test loss, generalization gap = test CE - train CE, epochs,
+wall time, step time) and status: ``completed``, ``diverged``, ``failed`` or
+``incomplete`` (a run that never finished, or a dir without a readable summary). Run dirs
+written by a newer schema are reported with status ``unsupported``, not crashed on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qt.results import SCHEMA_VERSION
+
+#: columns every frame has, in this order (then any extra config columns, sorted)
+COLUMNS = [
+    "run_dir",
+    "status",
+    "reason",
+    "dataset",
+    "mode",
+    "model",
+    "circuit",
+    "rotation",
+    "entangler",
+    "layout",
+    "n_blocks",
+    "frozen",
+    "shots",
+    "mapping",
+    "mapping_hidden",
+    "activation",
+    "rescale",
+    "center",
+    "chunk",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "loss",
+    "clip_norm",
+    "batch_size",
+    "epochs",
+    "seed",
+    "target_weights",
+    "n_qubits",
+    "qnn_params",
+    "mapping_params",
+    "trainable_params",
+    "compression_ratio",
+    "best_val_acc",
+    "best_epoch",
+    "test_acc",
+    "train_loss",
+    "test_loss",
+    "gen_gap",
+    "epochs_completed",
+    "wall_time_s",
+    "step_time_s",
+    "teacher_test_acc",
+    "schema_version",
+]
+
+
+def _short(target: str | None) -> str | None:
+    return target.rsplit(".", 1)[-1] if isinstance(target, str) else None
+
+
+def _choice(run_dir: Path, group: str) -> str | None:
+    """The option chosen for a config group, from Hydra's record of the run."""
+    path = run_dir / ".hydra" / "hydra.yaml"
+    if not path.exists():
+        return None
+    try:
+        choices = json.loads(json.dumps(_yaml(path)["hydra"]["runtime"]["choices"]))
+    except (KeyError, TypeError):
+        return None
+    return choices.get(group)
+
+
+def _yaml(path: Path) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def flatten_run(run_dir: Path) -> dict:
+    """One row for one run dir."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = {"run_dir": str(run_dir)}
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    except json.JSONDecodeError:
+        summary = None
+    if summary is None:
+        row["status"] = "incomplete"
+        row["reason"] = "no readable summary.json (never started, or not a qt run)"
+        cfg = _yaml(run_dir / ".hydra" / "config.yaml") if (run_dir / ".hydra" / "config.yaml").exists() else {}
+    else:
+        version = summary.get("schema_version")
+        row["schema_version"] = version
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            row["status"] = "unsupported"
+            row["reason"] = f"results schema {version} is newer than this qt reads ({SCHEMA_VERSION}): update qt"
+            return row
+        status = summary.get("status")
+        row["status"] = "incomplete" if status == "running" else status
+        row["reason"] = summary.get("reason") if status != "running" else "did not finish (killed, or still running)"
+        cfg = summary.get("config") or {}
+        params = summary.get("params") or {}
+        for key in ("target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio"):
+            row[key] = params.get(key)
+        for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "wall_time_s", "step_time_s"):
+            row[key] = summary.get(key)
+        if row.get("test_loss") is not None and row.get("train_loss") is not None:
+            row["gen_gap"] = row["test_loss"] - row["train_loss"]
+        row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
+    mode = cfg.get("mode")
+    circuit = cfg.get("circuit") or {}
+    mapping = cfg.get("mapping") or {}
+    optimizer = cfg.get("optimizer") or {}
+    trainer = cfg.get("trainer") or {}
+    dataset = cfg.get("dataset") or {}
+    row.update(
+        dataset=_choice(run_dir, "dataset") or dataset.get("name") or _short(dataset.get("_target_")),
+        mode=mode,
+        model=_choice(run_dir, "model") or _short((cfg.get("model") or {}).get("_target_")),
+        optimizer=_choice(run_dir, "optimizer") or _short(optimizer.get("_target_")),
+        lr=optimizer.get("lr"),
+        weight_decay=optimizer.get("weight_decay"),
+        scheduler=_choice(run_dir, "scheduler") or _short((cfg.get("scheduler") or {}).get("_target_")) or "none",
+        loss=_choice(run_dir, "loss") or _short((cfg.get("loss") or {}).get("_target_")),
+        clip_norm=trainer.get("clip_norm"),
+        batch_size=trainer.get("batch_size"),
+        epochs=trainer.get("epochs"),
+        seed=trainer.get("seed", cfg.get("seed")),
+    )
+    if mode != "classical":
+        row.update(
+            circuit=_choice(run_dir, "circuit"),
+            rotation=circuit.get("rotation"),
+            entangler=circuit.get("entangler"),
+            layout=circuit.get("layout"),
+            n_blocks=circuit.get("n_blocks", cfg.get("n_blocks")),
+            frozen=circuit.get("freeze"),
+            shots=circuit.get("shots"),
+            mapping=_choice(run_dir, "mapping"),
+            mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,
+            activation=mapping.get("activation"),
+            rescale=mapping.get("rescale"),
+            center=mapping.get("center"),
+            chunk=mapping.get("chunk"),
+        )
+    return row
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    """Run dirs under ``path`` (itself included): folders with a summary.json or a .hydra record."""
+    path = Path(path)
+    found = {p.parent for p in path.rglob("summary.json") if p.parent.name != ".hydra"}
+    found |= {p.parent for p in path.rglob(".hydra") if p.is_dir()}
+    found = {p for p in found if "export" not in p.parts[len(path.parts) :]}
+    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+
+
+def load_study_frame(storage: str, study_name: str | None = None) -> pd.DataFrame:
+    """An Optuna storage (sqlite file path, RDB URL or ``journal:PATH``) as rows of its trials' run dirs."""
+    import optuna
+
+    from qt.sweep import make_storage
+
+    url = storage if ("://" in storage or storage.startswith("journal:")) else f"sqlite:///{storage}"
+    names = [study_name] if study_name else [s.study_name for s in optuna.get_all_study_summaries(make_storage(url))]
+    rows = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=make_storage(url))
+        for t in study.get_trials(deepcopy=False):
+            run_dir = t.user_attrs.get("run_dir")
+            row = flatten_run(Path(run_dir)) if run_dir and Path(run_dir).exists() else {"run_dir": run_dir, "status": "incomplete"}
+            row.update(study=name, trial=t.number, trial_state=t.state.name)
+            if t.state.name == "FAIL" and row.get("status") in (None, "incomplete"):
+                row.update(status="failed", reason=t.user_attrs.get("fail_reason"))
+            rows.append(row)
+    return _frame(rows)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    extra = sorted(c for c in df.columns if c not in COLUMNS)
+    return df[COLUMNS + extra]
+
+
+def load_runs(*paths: str | Path) -> pd.DataFrame:
+    """One row per run for every run dir under the given paths; ``*.db`` files are read as Optuna storages."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    frames = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file() and p.suffix == ".db":
+            frame = load_study_frame(str(p))
+            seen |= set(frame["run_dir"].dropna())
+            frames.append(frame)
+            continue
+        for run_dir in find_run_dirs(p):
+            if str(run_dir) not in seen:
+                seen.add(str(run_dir))
+                rows.append(flatten_run(run_dir))
+    frames.insert(0, _frame(rows))
+    df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else _frame([])
+    return df.sort_values("run_dir", kind="stable").reset_index(drop=True)
+
+
+def learning_curves(run_dir: str | Path) -> pd.DataFrame:
+    """A run's metrics.csv (empty frame if it has none)."""
+    path = Path(run_dir) / "metrics.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()

@@ -1,0 +1,335 @@
+"""Comparative report from run dirs, sweep dirs and Optuna storages.
+
+    python -m qt.report DIR_OR_STUDY_DB... --out REPORT_DIR [--title TEXT] [--curves 6]
+
+Writes ``report.md`` (with its plots as PNG files beside it) and ``report.html`` (plots
+embedded; opens without a server). Sections:
+
+* the main table: completed runs grouped by every factor that varies across them (seeds
+  are the replicates): n seeds, test and best-val accuracy as mean ± std, trainable
+  parameters (QNN / mapping), compression ratio, generalization gap, epochs, wall time;
+  classical baselines (``mode=classical``) are rows of the same table, marked;
+* runs that failed, diverged or did not finish, each with its reason (never dropped);
+* plots: test accuracy vs trainable parameters with the Pareto front, accuracy vs
+  n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
+  study its optimization history and parameter importances.
+
+Output is deterministic for the same inputs (sorted rows, fixed formatting, no
+timestamps), so reports can be diffed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from qt.analysis import learning_curves, load_runs
+
+#: columns that may distinguish experiment groups (seed is the replicate axis)
+FACTORS = [
+    "dataset", "model", "mode", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping", "activation",
+    "rescale", "center", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "batch_size", "epochs",
+]
+ALWAYS = ["dataset", "model", "mode"]
+
+
+def varied_factors(df: pd.DataFrame) -> list[str]:
+    done = df[df.status == "completed"]
+    out = list(ALWAYS)
+    for col in FACTORS:
+        if col not in out and done[col].dropna().map(str).nunique() > 1:
+            out.append(col)
+    return out
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    scale = 100 if pct else 1
+    if n < 2 or std is None or math.isnan(std):
+        return f"{mean * scale:.2f}"
+    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFrame]:
+    """(header, rows, grouped frame) of completed runs, grouped by the varied factors."""
+    factors = varied_factors(df)
+    done = df[df.status == "completed"].copy()
+    if done.empty:
+        return [], [], pd.DataFrame()
+    keys = done[factors].map(str)  # NaN -> "nan": a missing value is its own group key
+    done["_group"] = keys.agg(" | ".join, axis=1)
+    rows, records = [], []
+    for group, g in sorted(done.groupby("_group"), key=lambda kv: kv[0]):
+        first = g.iloc[0]
+        rec = {f: first[f] for f in factors}
+        rec.update(
+            n_seeds=int(g.seed.nunique()) if g.seed.notna().any() else len(g),
+            n_runs=len(g),
+            test_acc_mean=g.test_acc.mean(),
+            test_acc_std=g.test_acc.std(),
+            val_acc_mean=g.best_val_acc.mean(),
+            val_acc_std=g.best_val_acc.std(),
+            trainable_params=first.trainable_params,
+            qnn_params=first.qnn_params,
+            mapping_params=first.mapping_params,
+            compression_ratio=first.compression_ratio,
+            gen_gap=g.gen_gap.mean(),
+            epochs_completed=g.epochs_completed.mean(),
+            wall_time_s=g.wall_time_s.mean(),
+            best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
+        )
+        records.append(rec)
+    grouped = pd.DataFrame(records)
+    grouped = grouped.sort_values(
+        ["dataset", "model", "mode", "test_acc_mean"], ascending=[True, True, True, False], kind="stable"
+    ).reset_index(drop=True)
+    shown = [f for f in factors if f not in ("dataset", "model", "mode")]
+    header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", "best val acc %", "trainable (QNN / mapping)",
+              "compression", "gen. gap", "epochs done", "wall s"]
+    for rec in grouped.to_dict("records"):
+        mode = rec["mode"] + (" (baseline)" if rec["mode"] == "classical" else "")
+        params = _fmt(rec["trainable_params"])
+        if rec["mode"] != "classical":
+            params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
+        rows.append([
+            _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_fmt(rec[f]) for f in shown], str(rec["n_seeds"]),
+            _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
+            _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
+            params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
+            _fmt(rec["wall_time_s"], 3),
+        ])
+    return header, rows, grouped
+
+
+def problem_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    bad = df[df.status != "completed"].sort_values("run_dir", kind="stable")
+    rows = [[r.run_dir, r.status, (str(r.reason) if r.reason is not None else "–")[:200]] for r in bad.itertuples()]
+    return ["run dir", "status", "reason"], rows
+
+
+def baseline_note(df: pd.DataFrame) -> str | None:
+    done = df[df.status == "completed"]
+    missing = []
+    for (dataset, model), g in sorted(done.groupby(["dataset", "model"], dropna=False)):
+        if (g["mode"] != "classical").any() and not (g["mode"] == "classical").any():
+            missing.append(f"{dataset} / {model}")
+    if not missing:
+        return None
+    return ("No classical baseline for " + ", ".join(missing) + ": add a `mode=classical` run with the same dataset and "
+            "model, so the QT rows can be compared with the network trained directly.")
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def plot_acc_vs_params(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+
+    done = df[df.status == "completed"].sort_values("run_dir")
+    if done.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    labels = done["mode"].astype(str) + done["circuit"].map(lambda c: f" {c}" if isinstance(c, str) else "")
+    for label in sorted(labels.unique()):
+        sel = done[labels == label]
+        ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8)
+    pts = sorted(zip(done.trainable_params, done.test_acc * 100))
+    front, best = [], -1.0
+    for p, a in pts:  # Pareto front: fewer parameters, higher accuracy
+        if a > best:
+            front.append((p, a))
+            best = a
+    ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test accuracy %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_acc_vs_blocks(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+
+    done = df[(df.status == "completed") & df.n_blocks.notna()]
+    if done.empty or done.n_blocks.nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    keys = ["circuit", "mapping"] if done.mapping.nunique() > 1 else ["circuit"]
+    for key, g in sorted(done.groupby(keys, dropna=False), key=lambda kv: str(kv[0])):
+        stats = g.groupby("n_blocks").test_acc.agg(["mean", "std"]).sort_index()
+        label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3, label=label)
+    ax.set_xlabel("n_blocks")
+    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(run_dirs: list[str], labels: list[str]):
+    import matplotlib.pyplot as plt
+
+    if not run_dirs:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for run_dir, label in zip(run_dirs, labels):
+        m = learning_curves(run_dir)
+        if not m.empty:
+            ax.plot(m.epoch, m.val_acc * 100, marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
+    import optuna
+
+    from qt.sweep import make_storage
+
+    out = []
+    for path in paths:
+        storage = make_storage(f"sqlite:///{path}")
+        for s in sorted(optuna.get_all_study_summaries(storage), key=lambda s: s.study_name):
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
+            complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+            if len(study.directions) > 1 or not complete:
+                continue
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            out.append((f"Optuna study {s.study_name}: optimization history", ax.figure))
+            if len(complete) >= 3 and len(study.best_trial.params) >= 2:
+                ax = optuna.visualization.matplotlib.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+                out.append((f"Optuna study {s.study_name}: parameter importances (fANOVA)", ax.figure))
+    return out
+
+
+# -- rendering ------------------------------------------------------------------------------
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+
+
+def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_runs(*inputs)
+    header, rows, grouped = main_table(df)
+    pheader, prows = problem_table(df)
+    counts = df.status.value_counts().sort_index()
+    md = [f"# {title}", "", f"Inputs: {', '.join(str(p) for p in inputs)}", "",
+          f"Runs: {len(df)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Test accuracy is that of each run's "
+          "best-validation checkpoint; ± is the standard deviation over seeds.", ""]
+    parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
+
+    md += ["## Results", ""]
+    parts_html.append("<h2>Results</h2>")
+    if rows:
+        md += [md_table(header, rows), ""]
+        parts_html.append(html_table(header, rows))
+    else:
+        md += ["No completed runs.", ""]
+        parts_html.append("<p>No completed runs.</p>")
+    note = baseline_note(df)
+    if note:
+        md += [f"> {note}", ""]
+        parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
+
+    md += ["## Failed, diverged and unfinished runs", ""]
+    parts_html.append("<h2>Failed, diverged and unfinished runs</h2>")
+    if prows:
+        md += [md_table(pheader, prows), ""]
+        parts_html.append(html_table(pheader, prows))
+    else:
+        md += ["None.", ""]
+        parts_html.append("<p>None.</p>")
+
+    figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
+               ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
+    if not grouped.empty:
+        best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
+        labels = [f"{r['mode']} {_fmt(r.get('circuit'))} {_fmt(r.get('n_blocks'))} ({Path(r['best_run']).name})" for r in best.to_dict("records")]
+        figures.append(("Learning curves (best run of the top groups)", plot_curves(list(best.best_run), labels)))
+    figures += study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
+    md += ["## Plots", ""]
+    parts_html.append("<h2>Plots</h2>")
+    for i, (caption, fig) in enumerate(figures):
+        if fig is None:
+            continue
+        png = _png(fig)
+        plt.close(fig)
+        name = f"plot_{i}.png"
+        (out / name).write_bytes(png)
+        md += [f"### {caption}", "", f"![{caption}]({name})", ""]
+        parts_html += [f"<h3>{html.escape(caption)}</h3>",
+                       f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
+
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.html").write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(parts_html)}</body></html>\n"
+    )
+    df.to_csv(out / "runs.csv", index=False)
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qt.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="+", type=Path, help="run dirs, sweep dirs, folders of runs, or Optuna .db files")
+    parser.add_argument("--out", type=Path, required=True, help="report folder (report.md, report.html, plots, runs.csv)")
+    parser.add_argument("--title", default="qt report")
+    parser.add_argument("--curves", type=int, default=6, help="learning curves of the best N groups")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        print(f"error: no such input: {', '.join(missing)}: pass run dirs, sweep dirs or Optuna .db files", file=sys.stderr)
+        return 2
+    path = build_report(args.inputs, args.out, args.title, args.curves)
+    print(f"report: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""From run dirs to the report: aggregation into one DataFrame, then Markdown + HTML."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TINY
+from qt.analysis import load_runs
+from qt.report import build_report
+
+
+def multirun(sweep_dir, *overrides):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablation")
+    multirun(root / "qt", "circuit=ry_cnot,u3", "n_blocks=1", "seed=0,1")
+    multirun(root / "baseline", "mode=classical")
+    multirun(root / "bad", "n_blocks=0")
+    # a half-written run dir and one from a newer schema: reported, never crashed on
+    (root / "half" / ".hydra").mkdir(parents=True)
+    shutil.copy(root / "qt" / "0" / ".hydra" / "config.yaml", root / "half" / ".hydra" / "config.yaml")
+    newer = root / "newer"
+    shutil.copytree(root / "qt" / "0", newer)
+    s = json.loads((newer / "summary.json").read_text())
+    s["schema_version"] = 99
+    (newer / "summary.json").write_text(json.dumps(s))
+    return root
+
+
+def test_load_runs_one_row_per_run(runs):
+    df = load_runs(runs)
+    assert len(df) == 8
+    status = dict(zip(df.run_dir.map(lambda p: p[len(str(runs)) + 1 :]), df.status))
+    assert status["bad/0"] == "failed" and status["half"] == "incomplete" and status["newer"] == "unsupported"
+    done = df[df.status == "completed"]
+    assert len(done) == 5
+    qt = done[done["mode"] == "qt"].sort_values(["circuit", "seed"])
+    assert list(qt.circuit) == ["ry_cnot", "ry_cnot", "u3", "u3"] and list(qt.seed) == [0, 1, 0, 1]
+    assert set(qt.dataset) == {"mnist_5k"} and set(qt.model) == {"cnn_qtt"} and set(qt.n_blocks) == {1}
+    assert set(qt.trainable_params) == {13 + 741, 78 + 741}
+    row = qt.iloc[0]
+    assert row.gen_gap == pytest.approx(row.test_loss - row.train_loss)
+    assert row.mapping == "medium" and row.optimizer == "adam" and row.lr == 3e-3 and row.clip_norm == 10
+    assert "n_blocks must be" in df[df.status == "failed"].reason.iloc[0]
+
+
+def test_report_sections_and_determinism(runs, tmp_path):
+    a = build_report([runs], tmp_path / "a", title="ablation")
+    b = build_report([runs], tmp_path / "b", title="ablation")
+    md = a.read_text()
+    assert md == b.read_text()
+    assert (tmp_path / "a" / "report.html").read_bytes() == (tmp_path / "b" / "report.html").read_bytes()
+    header = next(line for line in md.splitlines() if line.startswith("| dataset |"))
+    assert "| circuit |" in header and "| seed |" not in header  # the varied factor is a column, seeds are replicates
+    table = [line for line in md.splitlines() if line.startswith("| mnist_5k")]
+    assert len(table) == 3  # ry_cnot, u3, classical baseline
+    assert any("classical (baseline)" in line for line in table)
+    assert all(" ± " in line for line in table if "| qt |" in line)  # mean ± std over the 2 seeds
+    assert all("| 2 |" in line for line in table if "| qt |" in line)
+    assert "failed" in md and "n_blocks must be" in md and "incomplete" in md and "unsupported" in md
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and 'src="http' not in html
+
+
+def test_report_cli(runs, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "qt.report", str(runs / "qt"), "--out", str(tmp_path / "r")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "runs.csv").exists()
+    missing = subprocess.run([sys.executable, "-m", "qt.report", str(tmp_path / "nope"), "--out", str(tmp_path / "x")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no such input")
