@@ -4,7 +4,7 @@
     df = load_runs("outputs/sweeps/ablation_grid", "outputs/2026-11-21")
 
 One row per run, read from the one results schema (``summary.json``, ``metrics.csv``):
-the flattened config (dataset, mode, model, circuit, n_blocks, layout, mapping, optimizer,
+the flattened config (dataset, mode, variant, generator, model, circuit, n_blocks, layout, mapping, optimizer,
 lr, clip norm, batch size, seed, loss, shots, ...), parameter counts, metrics
 (best val acc, test acc, train/test loss, generalization gap = test CE - train CE, epochs,
 wall time, step time) and status: ``completed``, ``diverged``, ``failed`` or
@@ -29,6 +29,8 @@ COLUMNS = [
     "reason",
     "dataset",
     "mode",
+    "variant",
+    "generator",
     "model",
     "circuit",
     "rotation",
@@ -135,6 +137,7 @@ def flatten_run(run_dir: Path) -> dict:
     row.update(
         dataset=_choice(run_dir, "dataset") or dataset.get("name") or _short(dataset.get("_target_")),
         mode=mode,
+        variant=_choice(run_dir, "variant"),
         model=_choice(run_dir, "model") or _short((cfg.get("model") or {}).get("_target_")),
         optimizer=_choice(run_dir, "optimizer") or _short(optimizer.get("_target_")),
         lr=optimizer.get("lr"),
@@ -148,6 +151,7 @@ def flatten_run(run_dir: Path) -> dict:
     )
     if mode != "classical":
         row.update(
+            generator=cfg.get("generator", "quantum"),
             circuit=_choice(run_dir, "circuit"),
             rotation=circuit.get("rotation"),
             entangler=circuit.get("entangler"),

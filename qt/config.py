@@ -42,6 +42,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown objective {unknown or names}: choose from {', '.join(OBJECTIVES)}")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode '{cfg.mode}': use mode=qt or mode=classical")
+    if cfg.get("generator", "quantum") not in ("quantum", "classical"):
+        raise ConfigError(f"unknown generator '{cfg.generator}': use generator=quantum or classical (or variant=classical_generator)")
     t = cfg.trainer
     _positive(t.epochs, "trainer.epochs", "set trainer.epochs=1 or more", integer=True)
     _positive(t.batch_size, "trainer.batch_size", "set e.g. trainer.batch_size=128", integer=True)

@@ -34,7 +34,7 @@ from qt.analysis import learning_curves, load_runs
 
 #: columns that may distinguish experiment groups (seed is the replicate axis)
 FACTORS = [
-    "dataset", "model", "mode", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping", "activation",
+    "dataset", "model", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping", "activation",
     "rescale", "center", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
@@ -150,7 +150,9 @@ def plot_acc_vs_params(df: pd.DataFrame):
     if done.empty:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    labels = done["mode"].astype(str) + done["circuit"].map(lambda c: f" {c}" if isinstance(c, str) else "")
+    labels = done["mode"].astype(str) + done["circuit"].map(lambda c: f" {c}" if isinstance(c, str) else "") + done[
+        "variant"
+    ].map(lambda v: f" ({v})" if isinstance(v, str) and v not in ("qt", "classical") else "")
     for label in sorted(labels.unique()):
         sel = done[labels == label]
         ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8)

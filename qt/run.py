@@ -7,6 +7,7 @@ import logging
 import math
 import platform
 import random
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +56,18 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learne
     chunk = int(cfg.mapping.get("chunk", 1))
     if device is not None:
         check_memory(cfg, count_weights(target), chunk, device)
-    return QTLearner(
-        target,
-        circuit=instantiate(cfg.circuit, _partial_=True),
-        mapping=instantiate(cfg.mapping, _partial_=True),
-        chunk=chunk,
-    )
+    circuit = instantiate(cfg.circuit, _partial_=True)
+    if cfg.get("generator", "quantum") == "classical":
+        circuit = partial(equal_budget_generator, circuit)
+    return QTLearner(target, circuit=circuit, mapping=instantiate(cfg.mapping, _partial_=True), chunk=chunk)
+
+
+def equal_budget_generator(circuit_factory, n_qubits: int) -> torch.nn.Module:
+    """The classical-generator control with exactly the parameter count of the circuit it replaces."""
+    from qt.generators import ClassicalGenerator
+
+    circuit = circuit_factory(n_qubits=n_qubits)
+    return ClassicalGenerator(n_qubits, n_params=circuit.ansatz.n_params, freeze=not any(p.requires_grad for p in circuit.parameters()))
 
 
 def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.device) -> None:
@@ -83,7 +90,7 @@ def format_param_table(table: dict) -> str:
     rows = [
         ("target weights M", f"{table['target_weights']:,}"),
         ("qubits", "-" if table["n_qubits"] is None else str(table["n_qubits"])),
-        ("QNN params", f"{table['qnn_params']:,}"),
+        ("QNN params" if table.get("generator", "quantum") == "quantum" else "generator params (classical)", f"{table['qnn_params']:,}"),
         ("mapping params", f"{table['mapping_params']:,}"),
         ("total trainable", f"{table['trainable_params']:,}"),
         ("compression M/trainable", f"{table['compression_ratio']:.2f}x"),

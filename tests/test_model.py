@@ -131,3 +131,22 @@ def test_any_torch_module_is_a_target():
     assert target.net[2].num_batches_tracked == 1  # buffers still live in the module
     plain = TinyMLPWithNorm()
     plain.load_state_dict(learner.export_state_dict())
+
+
+def test_classical_generator_control_has_the_circuits_budget():
+    from qt.generators import ClassicalGenerator
+    from qt.run import equal_budget_generator
+
+    for kw, budget in ((dict(n_blocks=16), 208), (dict(n_blocks=16, rotation="U3", entangler="CU3", layout="ring"), 1248)):
+        gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13)
+        assert isinstance(gen, ClassicalGenerator) and sum(p.numel() for p in gen.parameters()) == budget
+        p = gen()
+        assert p.shape == (2**13,) and torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
+    frozen = equal_budget_generator(partial(QuantumCircuit, n_blocks=2, freeze=True), 5)
+    assert not any(p.requires_grad for p in frozen.parameters())  # the fixed-random-vector control
+    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16)), partial(WeightGenerator, hidden=[20, 20]))
+    table = learner.param_table()
+    assert table["generator"] == "classical" and table["trainable_params"] == 949  # same budget as the QT default
+    x = torch.randn(2, 1, 28, 28)
+    torch.nn.functional.cross_entropy(learner(x, learner.weights()), torch.arange(2)).backward()
+    assert learner.circuit.theta.grad is not None

@@ -23,8 +23,10 @@ def multirun(sweep_dir, *overrides):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablation")
-    multirun(root / "qt", "circuit=ry_cnot,u3", "n_blocks=1", "seed=0,1")
-    multirun(root / "baseline", "mode=classical")
+    # the standard ablation with its controls, narrowed to a tiny grid, and its classical baseline
+    multirun(root / "qt", "experiment=ablation", "circuit=ry_cnot,u3", "n_blocks=1", "mapping=medium", "seed=0,1",
+             "variant=qt,frozen,classical_generator")
+    multirun(root / "baseline", "experiment=ablation_baseline", "seed=0")
     multirun(root / "bad", "n_blocks=0")
     # a half-written run dir and one from a newer schema: reported, never crashed on
     (root / "half" / ".hydra").mkdir(parents=True)
@@ -39,15 +41,19 @@ def runs(tmp_path_factory):
 
 def test_load_runs_one_row_per_run(runs):
     df = load_runs(runs)
-    assert len(df) == 8
+    assert len(df) == 12 + 1 + 1 + 2
     status = dict(zip(df.run_dir.map(lambda p: p[len(str(runs)) + 1 :]), df.status))
     assert status["bad/0"] == "failed" and status["half"] == "incomplete" and status["newer"] == "unsupported"
     done = df[df.status == "completed"]
-    assert len(done) == 5
-    qt = done[done["mode"] == "qt"].sort_values(["circuit", "seed"])
+    assert len(done) == 13
+    assert sorted(done.variant.value_counts().items()) == [("classical", 1), ("classical_generator", 4), ("frozen", 4), ("qt", 4)]
+    qt = done[done.variant == "qt"].sort_values(["circuit", "seed"])
     assert list(qt.circuit) == ["ry_cnot", "ry_cnot", "u3", "u3"] and list(qt.seed) == [0, 1, 0, 1]
     assert set(qt.dataset) == {"mnist_5k"} and set(qt.model) == {"cnn_qtt"} and set(qt.n_blocks) == {1}
     assert set(qt.trainable_params) == {13 + 741, 78 + 741}
+    gen = done[done.variant == "classical_generator"]
+    assert set(gen.generator) == {"classical"} and set(gen.trainable_params) == {13 + 741, 78 + 741}  # equal budget
+    assert set(done[done.variant == "frozen"].trainable_params) == {741}
     row = qt.iloc[0]
     assert row.gen_gap == pytest.approx(row.test_loss - row.train_loss)
     assert row.mapping == "medium" and row.optimizer == "adam" and row.lr == 3e-3 and row.clip_norm == 10
@@ -63,10 +69,14 @@ def test_report_sections_and_determinism(runs, tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| dataset |"))
     assert "| circuit |" in header and "| seed |" not in header  # the varied factor is a column, seeds are replicates
     table = [line for line in md.splitlines() if line.startswith("| mnist_5k")]
-    assert len(table) == 3  # ry_cnot, u3, classical baseline
+    assert len(table) == 7  # 2 circuits x (qt, frozen, classical generator) + the classical baseline
     assert any("classical (baseline)" in line for line in table)
-    assert all(" ± " in line for line in table if "| qt |" in line)  # mean ± std over the 2 seeds
-    assert all("| 2 |" in line for line in table if "| qt |" in line)
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    variant = header.strip("|").split("|").index(" variant ")
+    assert sorted(c[variant] for c in cells) == ["classical", *["classical_generator"] * 2, *["frozen"] * 2, *["qt"] * 2]
+    for c in cells:  # mean ± std over the 2 seeds for every QT and control row
+        if c[variant] != "classical":
+            assert "±" in c[header.strip("|").split("|").index(" test acc % ")] and "2" in c
     assert "failed" in md and "n_blocks must be" in md and "incomplete" in md and "unsupported" in md
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 and 'src="http' not in html
