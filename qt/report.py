@@ -266,27 +266,18 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
           "best-validation checkpoint; ± is the standard deviation over seeds.", ""]
     parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
 
-    md += ["## Results", ""]
-    parts_html.append("<h2>Results</h2>")
-    if rows:
-        md += [md_table(header, rows), ""]
-        parts_html.append(html_table(header, rows))
-    else:
-        md += ["No completed runs.", ""]
-        parts_html.append("<p>No completed runs.</p>")
+    def table_section(heading: str, header: list[str], rows: list[list[str]], empty: str) -> None:
+        md.extend([f"## {heading}", ""])
+        parts_html.append(f"<h2>{html.escape(heading)}</h2>")
+        md.extend([md_table(header, rows) if rows else empty, ""])
+        parts_html.append(html_table(header, rows) if rows else f"<p>{html.escape(empty)}</p>")
+
+    table_section("Results", header, rows, "No completed runs.")
     note = baseline_note(df)
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
-
-    md += ["## Failed, diverged and unfinished runs", ""]
-    parts_html.append("<h2>Failed, diverged and unfinished runs</h2>")
-    if prows:
-        md += [md_table(pheader, prows), ""]
-        parts_html.append(html_table(pheader, prows))
-    else:
-        md += ["None.", ""]
-        parts_html.append("<p>None.</p>")
+    table_section("Failed, diverged and unfinished runs", pheader, prows, "None.")
 
     figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
                ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
