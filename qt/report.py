@@ -211,7 +211,11 @@ def plot_curves(run_dirs: list[str], labels: list[str]):
 
 
 def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
+    import warnings
+
     import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     from qt.sweep import make_storage
 
@@ -225,9 +229,12 @@ def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
                 continue
             ax = optuna.visualization.matplotlib.plot_optimization_history(study)
             out.append((f"Optuna study {s.study_name}: optimization history", ax.figure))
-            if len(complete) >= 3 and len(study.best_trial.params) >= 2:
-                ax = optuna.visualization.matplotlib.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-                out.append((f"Optuna study {s.study_name}: parameter importances (fANOVA)", ax.figure))
+            caption = f"Optuna study {s.study_name}: parameter importances (fANOVA)"
+            if len({t.value for t in complete}) < 2 or len(study.best_trial.params) < 2:
+                out.append((caption, "undefined: the completed trials do not differ in their objective value or parameters"))
+                continue
+            ax = optuna.visualization.matplotlib.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            out.append((caption, ax.figure))
     return out
 
 
@@ -290,6 +297,10 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     parts_html.append("<h2>Plots</h2>")
     for i, (caption, fig) in enumerate(figures):
         if fig is None:
+            continue
+        if isinstance(fig, str):  # a plot that cannot be drawn, and why
+            md += [f"### {caption}", "", fig, ""]
+            parts_html += [f"<h3>{html.escape(caption)}</h3>", f"<p>{html.escape(fig)}</p>"]
             continue
         png = _png(fig)
         plt.close(fig)

@@ -28,6 +28,7 @@ def runs(tmp_path_factory):
              "variant=qt,frozen,classical_generator")
     multirun(root / "baseline", "experiment=ablation_baseline", "seed=0")
     multirun(root / "bad", "n_blocks=0")
+    multirun(root / "study", "+sweep=lr_blocks_clip", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage=sqlite:///{root}/study/study.db")
     # a half-written run dir and one from a newer schema: reported, never crashed on
     (root / "half" / ".hydra").mkdir(parents=True)
     shutil.copy(root / "qt" / "0" / ".hydra" / "config.yaml", root / "half" / ".hydra" / "config.yaml")
@@ -41,11 +42,12 @@ def runs(tmp_path_factory):
 
 def test_load_runs_one_row_per_run(runs):
     df = load_runs(runs)
-    assert len(df) == 12 + 1 + 1 + 2
+    assert len(df) == 12 + 1 + 1 + 2 + 3
     status = dict(zip(df.run_dir.map(lambda p: p[len(str(runs)) + 1 :]), df.status))
     assert status["bad/0"] == "failed" and status["half"] == "incomplete" and status["newer"] == "unsupported"
     done = df[df.status == "completed"]
-    assert len(done) == 13
+    assert len(done) == 16
+    done = done[~done.run_dir.str.contains("/study/")]
     assert sorted(done.variant.value_counts().items()) == [("classical", 1), ("classical_generator", 4), ("frozen", 4), ("qt", 4)]
     qt = done[done.variant == "qt"].sort_values(["circuit", "seed"])
     assert list(qt.circuit) == ["ry_cnot", "ry_cnot", "u3", "u3"] and list(qt.seed) == [0, 1, 0, 1]
@@ -61,8 +63,9 @@ def test_load_runs_one_row_per_run(runs):
 
 
 def test_report_sections_and_determinism(runs, tmp_path):
-    a = build_report([runs], tmp_path / "a", title="ablation")
-    b = build_report([runs], tmp_path / "b", title="ablation")
+    inputs = [runs / name for name in ("qt", "baseline", "bad", "half", "newer")]
+    a = build_report(inputs, tmp_path / "a", title="ablation")
+    b = build_report(inputs, tmp_path / "b", title="ablation")
     md = a.read_text()
     assert md == b.read_text()
     assert (tmp_path / "a" / "report.html").read_bytes() == (tmp_path / "b" / "report.html").read_bytes()
@@ -80,6 +83,12 @@ def test_report_sections_and_determinism(runs, tmp_path):
     assert "failed" in md and "n_blocks must be" in md and "incomplete" in md and "unsupported" in md
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 and 'src="http' not in html
+
+
+def test_report_with_an_optuna_study(runs, tmp_path):
+    md = build_report([runs / "study" / "study.db"], tmp_path / "s").read_text()
+    assert "optimization history" in md and "parameter importances" in md
+    assert md.count("| mnist_5k") == 3  # the study's trials, read through the storage
 
 
 def test_report_cli(runs, tmp_path):

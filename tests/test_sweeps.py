@@ -211,3 +211,15 @@ def test_ray_launcher_against_a_local_head(tmp_path):
     finally:
         subprocess.run([*in_ns, sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=env, capture_output=True, timeout=120)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_journal_storage_for_shared_file_systems(tmp_path):
+    from qt.sweep import make_storage
+
+    storage = make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}")
+    study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
+    study.enqueue_trial({"a": 1.0})
+    t = study.ask()
+    study.tell(t, 0.5)
+    again = optuna.load_study(study_name="x", storage=make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}"))
+    assert [tr.value for tr in again.trials] == [0.5]
