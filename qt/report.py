@@ -53,6 +53,8 @@ def varied_factors(df: pd.DataFrame) -> list[str]:
 def _fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
     return str(value)
@@ -65,6 +67,13 @@ def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
     if n < 2 or std is None or math.isnan(std):
         return f"{mean * scale:.2f}"
     return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+def _factor(rec: dict, name: str) -> str:
+    value = rec.get(name)
+    if name == "shots" and rec.get("mode") != "classical" and (value is None or (isinstance(value, float) and math.isnan(value))):
+        return "exact"
+    return _fmt(value)
 
 
 def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFrame]:
@@ -109,7 +118,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
         if rec["mode"] != "classical":
             params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
         rows.append([
-            _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_fmt(rec[f]) for f in shown], str(rec["n_seeds"]),
+            _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_factor(rec, f) for f in shown], str(rec["n_seeds"]),
             _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
             _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
             params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
