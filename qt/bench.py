@@ -135,24 +135,25 @@ def _learners(ansatz: str, blocks: int):
 
 
 def train_step_fn(learner, batch: int) -> Callable[[], None]:
-    """The loop's step (weights once, functional forward, CE, backward, gradient norms, clip, Adam)."""
+    """The training loop's own step (:meth:`qt.loop.Trainer.train_step`) on a fixed random batch."""
+    from qt.data import DataSplits, Split
+    from qt.loop import Trainer, TrainerConfig
+
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
-    params = learner.trainable_parameters()
-    opt = torch.optim.Adam(params, lr=1e-3)
-    groups = learner.param_groups()
+    split = Split(x, y)
+    trainer = Trainer(
+        learner,
+        DataSplits(split, split, split, 10, "random"),
+        partial(torch.optim.Adam, lr=1e-3),
+        None,
+        TrainerConfig(batch_size=batch, clip_norm=10.0, progress=False, checkpoint_every=0),
+        tempfile.mkdtemp(prefix="qt-bench-"),
+        torch.device("cpu"),
+        {},
+    )
 
-    def step():
-        weights = learner.weights()
-        loss = torch.nn.functional.cross_entropy(learner(x, weights), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for g in groups.values():  # per-part gradient norms, as the loop logs them
-            torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g if p.grad is not None]))
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        opt.step()
-
-    return step
+    return lambda: trainer.train_step(x, y)
 
 
 def section_steps(repeats: int) -> tuple[str, float]:
