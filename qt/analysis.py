@@ -78,16 +78,15 @@ def _short(target: str | None) -> str | None:
     return target.rsplit(".", 1)[-1] if isinstance(target, str) else None
 
 
-def _choice(run_dir: Path, group: str) -> str | None:
-    """The option chosen for a config group, from Hydra's record of the run."""
+def _choices(run_dir: Path) -> dict[str, str]:
+    """The option chosen for each config group, from Hydra's record of the run (read once per run)."""
     path = run_dir / ".hydra" / "hydra.yaml"
     if not path.exists():
-        return None
+        return {}
     try:
-        choices = json.loads(json.dumps(_yaml(path)["hydra"]["runtime"]["choices"]))
+        return dict(_yaml(path)["hydra"]["runtime"]["choices"])
     except (KeyError, TypeError):
-        return None
-    return choices.get(group)
+        return {}
 
 
 def _yaml(path: Path) -> Any:
@@ -128,6 +127,7 @@ def flatten_run(run_dir: Path) -> dict:
         if row.get("test_loss") is not None and row.get("train_loss") is not None:
             row["gen_gap"] = row["test_loss"] - row["train_loss"]
         row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
+    choices = _choices(run_dir)
     mode = cfg.get("mode")
     circuit = cfg.get("circuit") or {}
     mapping = cfg.get("mapping") or {}
@@ -135,15 +135,15 @@ def flatten_run(run_dir: Path) -> dict:
     trainer = cfg.get("trainer") or {}
     dataset = cfg.get("dataset") or {}
     row.update(
-        dataset=_choice(run_dir, "dataset") or dataset.get("name") or _short(dataset.get("_target_")),
+        dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
         mode=mode,
-        variant=_choice(run_dir, "variant"),
-        model=_choice(run_dir, "model") or _short((cfg.get("model") or {}).get("_target_")),
-        optimizer=_choice(run_dir, "optimizer") or _short(optimizer.get("_target_")),
+        variant=choices.get("variant"),
+        model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
+        optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),
         lr=optimizer.get("lr"),
         weight_decay=optimizer.get("weight_decay"),
-        scheduler=_choice(run_dir, "scheduler") or _short((cfg.get("scheduler") or {}).get("_target_")) or "none",
-        loss=_choice(run_dir, "loss") or _short((cfg.get("loss") or {}).get("_target_")),
+        scheduler=choices.get("scheduler") or _short((cfg.get("scheduler") or {}).get("_target_")) or "none",
+        loss=choices.get("loss") or _short((cfg.get("loss") or {}).get("_target_")),
         clip_norm=trainer.get("clip_norm"),
         batch_size=trainer.get("batch_size"),
         epochs=trainer.get("epochs"),
@@ -152,14 +152,14 @@ def flatten_run(run_dir: Path) -> dict:
     if mode != "classical":
         row.update(
             generator=cfg.get("generator", "quantum"),
-            circuit=_choice(run_dir, "circuit"),
+            circuit=choices.get("circuit"),
             rotation=circuit.get("rotation"),
             entangler=circuit.get("entangler"),
             layout=circuit.get("layout"),
             n_blocks=circuit.get("n_blocks", cfg.get("n_blocks")),
             frozen=circuit.get("freeze"),
             shots=circuit.get("shots"),
-            mapping=_choice(run_dir, "mapping"),
+            mapping=choices.get("mapping"),
             mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,
             activation=mapping.get("activation"),
             rescale=mapping.get("rescale"),

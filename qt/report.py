@@ -152,6 +152,15 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, legend_size: int = 8):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    return fig
+
+
 def plot_acc_vs_params(df: pd.DataFrame):
     import matplotlib.pyplot as plt
 
@@ -173,12 +182,7 @@ def plot_acc_vs_params(df: pd.DataFrame):
             best = a
     ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
     ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
-    ax.set_ylabel("test accuracy %")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "trainable parameters", "test accuracy %")
 
 
 def plot_acc_vs_blocks(df: pd.DataFrame):
@@ -193,12 +197,7 @@ def plot_acc_vs_blocks(df: pd.DataFrame):
         stats = g.groupby("n_blocks").test_acc.agg(["mean", "std"]).sort_index()
         label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
         ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3, label=label)
-    ax.set_xlabel("n_blocks")
-    ax.set_ylabel("test accuracy % (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "n_blocks", "test accuracy % (mean ± std over seeds)")
 
 
 def plot_curves(run_dirs: list[str], labels: list[str]):
@@ -211,12 +210,7 @@ def plot_curves(run_dirs: list[str], labels: list[str]):
         m = learning_curves(run_dir)
         if not m.empty:
             ax.plot(m.epoch, m.val_acc * 100, marker=".", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy %")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "epoch", "validation accuracy %", legend_size=7)
 
 
 def study_plots(paths: list[Path]) -> list[tuple[str, object]]:

@@ -99,10 +99,10 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
             }
             rows.append(row)
     else:
+        from qt.run import objective_values
+
         for run_dir in job_dirs(sweep_dir):
             summary = read_summary(run_dir) or {}
-            from qt.run import objective_values
-
             values = objective_values(summary, objective)
             values = values if isinstance(values, tuple) else (values,)
             completed = summary.get("status") == "completed"
