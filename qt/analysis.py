@@ -27,6 +27,7 @@ COLUMNS = [
     "run_dir",
     "status",
     "reason",
+    "experiment",
     "dataset",
     "mode",
     "variant",
@@ -42,6 +43,7 @@ COLUMNS = [
     "mapping",
     "mapping_hidden",
     "activation",
+    "scale",
     "rescale",
     "center",
     "chunk",
@@ -136,6 +138,7 @@ def flatten_run(run_dir: Path) -> dict:
     dataset = cfg.get("dataset") or {}
     row.update(
         dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
+        experiment=choices.get("experiment"),
         mode=mode,
         variant=choices.get("variant"),
         model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
@@ -162,6 +165,7 @@ def flatten_run(run_dir: Path) -> dict:
             mapping=choices.get("mapping"),
             mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,
             activation=mapping.get("activation"),
+            scale=mapping.get("scale", "none"),
             rescale=mapping.get("rescale"),
             center=mapping.get("center"),
             chunk=mapping.get("chunk"),

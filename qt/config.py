@@ -54,7 +54,7 @@ def validate(cfg: DictConfig) -> None:
         _positive(t.threads, "trainer.threads", "set trainer.threads=N or null for torch's default", integer=True)
     if t.device not in DEVICES:
         raise ConfigError(f"unknown trainer.device '{t.device}': use cpu, cuda or auto")
-    _positive(cfg.optimizer.get("lr"), "optimizer.lr", "set e.g. optimizer.lr=3e-3")
+    _positive(cfg.optimizer.get("lr"), "optimizer.lr", "set e.g. optimizer.lr=1e-2")
     if cfg.mode == "qt":
         n_blocks = cfg.circuit.get("n_blocks")
         if not (isinstance(n_blocks, int) and not isinstance(n_blocks, bool) and n_blocks >= 1):

@@ -99,7 +99,9 @@ class QTLearner(Learner):
         self.target.requires_grad_(False)
         self.n_qubits = qubits_for(self.n_weights, chunk)
         self.circuit = circuit(n_qubits=self.n_qubits)
-        self.mapping = mapping(n_qubits=self.n_qubits, n_weights=self.n_weights, chunk=chunk)
+        self.mapping = mapping(
+            n_qubits=self.n_qubits, n_weights=self.n_weights, chunk=chunk, shapes=[shape for _, shape in self.shapes]
+        )
 
     def weights(self) -> Weights:
         flat = self.mapping(self.circuit())

@@ -50,12 +50,46 @@ class MappingModel(nn.Module):
         return self.net(features)
 
 
+def fan_in(shape: Sequence[int]) -> int:
+    """Inputs feeding one output unit of a weight tensor (out, in, *kernel); 1 for a bias."""
+    return int(torch.Size(shape)[1:].numel()) if len(shape) > 1 else 1
+
+
+class TensorScale(nn.Module):
+    """Per-tensor standardisation of the generated weights with one learnable gain each.
+
+    The mapping emits one flat vector for tensors that need very different scales (a 5x5
+    conv's fan-in is 25, the first linear layer's 192). Each weight tensor's slice is
+    standardised, (w - mean) / std, and multiplied by its gain, initialised to He's
+    sqrt(2 / fan_in); a bias is standardised the same way with its gain starting at 0.
+    One trainable scalar per tensor, counted in the mapping's parameters.
+    """
+
+    def __init__(self, shapes: Sequence[Sequence[int]], eps: float = 1e-6):
+        super().__init__()
+        self.sizes = [int(torch.Size(s).numel()) for s in shapes]
+        init = [(2.0 / fan_in(s)) ** 0.5 if len(s) > 1 else 0.0 for s in shapes]
+        self.gain = nn.Parameter(torch.tensor(init))
+        self.eps = float(eps)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for i, part in enumerate(torch.split(w, self.sizes)):
+            z = part - part.mean()
+            if part.numel() > 1:
+                z = z / (z.pow(2).mean() + self.eps).sqrt()
+            parts.append(z * self.gain[i])
+        return torch.cat(parts)
+
+
 class WeightGenerator(nn.Module):
     """Probabilities of the used basis states -> the flat weight vector of the target.
 
     For basis state i (i < ceil(M / chunk)) the MLP sees [bits(i), x_i] where x_i is p_i, or
     its rescaled form (:func:`rescale_probs`) when ``rescale`` is on, and emits ``chunk``
-    weights. The first M outputs are the target's weights; ``center`` subtracts their mean.
+    weights. The first M outputs are the target's weights; ``center`` subtracts their mean;
+    ``scale="tensor"`` standardises each target tensor and applies a learnable gain
+    (:class:`TensorScale`, needs ``shapes``, the target's parameter shapes in order).
     """
 
     def __init__(
@@ -71,6 +105,8 @@ class WeightGenerator(nn.Module):
         alpha: float = 0.3,
         signed_bits: bool = False,
         center: bool = True,
+        scale: str = "none",
+        shapes: Sequence[Sequence[int]] | None = None,
     ):
         super().__init__()
         if int(chunk) < 1:
@@ -83,9 +119,18 @@ class WeightGenerator(nn.Module):
         self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
         self.mlp = MappingModel(self.n_qubits, hidden, activation, self.chunk)
         self.register_buffer("bits", basis_bits(self.n_qubits, self.n_states, bool(signed_bits)), persistent=False)
+        if scale not in ("none", "tensor"):
+            raise ConfigError(f"unknown mapping.scale '{scale}': use none or tensor")
+        self.scale: TensorScale | None = None
+        if scale == "tensor":
+            if shapes is None or sum(int(torch.Size(s).numel()) for s in shapes) != self.n_weights:
+                raise ConfigError("mapping.scale=tensor needs the target's parameter shapes (qt passes them)")
+            self.scale = TensorScale(shapes)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         p = probs[: self.n_states].to(self.bits.dtype)
         x = rescale_probs(p, self.n_qubits, self.gamma, self.beta, self.alpha) if self.rescale else p
         w = self.mlp(torch.cat([self.bits, x[:, None]], dim=1)).reshape(-1)[: self.n_weights]
-        return w - w.mean() if self.center else w
+        if self.center:
+            w = w - w.mean()
+        return self.scale(w) if self.scale is not None else w

@@ -7,7 +7,8 @@ embedded; opens without a server). Sections:
 
 * the main table: completed runs grouped by every factor that varies across them (seeds
   are the replicates): n seeds, test and best-val accuracy as mean ± std, trainable
-  parameters (QNN / mapping), compression ratio, generalization gap, epochs, wall time;
+  parameters (QNN / mapping), compression ratio, generalization gap, epochs, wall time (total
+  and per epoch);
   classical baselines (``mode=classical``) are rows of the same table, marked;
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
 * plots: test accuracy vs trainable parameters with the Pareto front, accuracy vs
@@ -34,8 +35,8 @@ from qt.analysis import learning_curves, load_runs
 
 #: columns that may distinguish experiment groups (seed is the replicate axis)
 FACTORS = [
-    "dataset", "model", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping", "activation",
-    "rescale", "center", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "experiment", "dataset", "model", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping",
+    "mapping_hidden", "activation", "scale", "rescale", "center", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]
@@ -102,6 +103,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
             gen_gap=g.gen_gap.mean(),
             epochs_completed=g.epochs_completed.mean(),
             wall_time_s=g.wall_time_s.mean(),
+            epoch_time_s=(g.wall_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
             best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
         )
         records.append(rec)
@@ -111,7 +113,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
     ).reset_index(drop=True)
     shown = [f for f in factors if f not in ("dataset", "model", "mode")]
     header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", "best val acc %", "trainable (QNN / mapping)",
-              "compression", "gen. gap", "epochs done", "wall s"]
+              "compression", "gen. gap", "epochs done", "wall s", "s / epoch"]
     for rec in grouped.to_dict("records"):
         mode = rec["mode"] + (" (baseline)" if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])
@@ -122,7 +124,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
             _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
             _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
             params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
-            _fmt(rec["wall_time_s"], 3),
+            _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
         ])
     return header, rows, grouped
 

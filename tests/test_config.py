@@ -71,6 +71,19 @@ def test_experiment_paper_mnist_composes():
     assert cfg.optimizer.lr == 1e-4 and cfg.scheduler.patience == 5
 
 
+@pytest.mark.parametrize("experiment,dataset,budget", [("mnist_1500", "MNIST", 1500), ("mnist_700", "MNIST", 700), ("fmnist_1500", "FashionMNIST", 1500), ("paper_mnist", "MNIST", 1500)])
+def test_accuracy_experiments_keep_their_parameter_budget(experiment, dataset, budget):
+    """The headline rows' budgets hold for QT and for every control that trains a generator."""
+    counts = {}
+    for variant in ("qt", "frozen", "classical_generator"):
+        cfg = cfg_with(f"experiment={experiment}", f"variant={variant}")
+        assert cfg.dataset.name == dataset and cfg.model.channels == [8, 12]
+        with execution_whitelist(trusted_targets()):
+            counts[variant] = build_learner(cfg).param_table()["trainable_params"]
+    assert counts["qt"] <= budget
+    assert counts["classical_generator"] == counts["qt"] > counts["frozen"]
+
+
 def test_data_dir_env_override(monkeypatch):
     monkeypatch.setenv("QT_DATA_DIR", "/some/where")
     assert cfg_with("dataset=mnist").dataset.root == "/some/where"

@@ -5,6 +5,7 @@ from functools import partial
 import pytest
 import torch
 
+from qt.errors import ConfigError
 from qt.learner import ClassicalLearner, QTLearner, qubits_for
 from qt.mapping import WeightGenerator, basis_bits, rescale_probs
 from qt.models import SimpleCNN, count_weights
@@ -106,6 +107,28 @@ def test_centering_and_no_rescale_options():
     assert abs(float(gen(torch.rand(16)).detach().mean())) < 1e-6
     gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False)
     assert gen(torch.rand(16)).shape == (10,)
+
+
+def test_tensor_scale_gives_each_tensor_he_scale_and_learns_its_gains():
+    torch.manual_seed(0)
+    target = SimpleCNN(channels=[8, 12], kernel_size=5, hidden=[20])
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="tensor"))
+    plain = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6]))
+    n_tensors = len(list(target.parameters()))
+    assert learner.param_table()["mapping_params"] == plain.param_table()["mapping_params"] + n_tensors
+    weights = learner.weights()
+    for name, w in weights.items():
+        if w.dim() > 1:  # weight tensors start at std sqrt(2 / fan_in), mean 0
+            fan = w[0].numel()
+            assert abs(float(w.detach().std(unbiased=False)) - (2 / fan) ** 0.5) < 1e-3 * (2 / fan) ** 0.5
+            assert abs(float(w.detach().mean())) < 1e-5
+        else:  # biases start at 0
+            assert float(w.detach().abs().max()) == 0.0
+    x = torch.randn(4, 1, 28, 28)
+    torch.nn.functional.cross_entropy(learner(x, weights), torch.arange(4)).backward()
+    assert torch.all(learner.mapping.scale.gain.grad != 0)
+    with pytest.raises(ConfigError, match="scale"):
+        WeightGenerator(4, 10, scale="layer")
 
 
 class TinyMLPWithNorm(torch.nn.Module):

@@ -52,13 +52,13 @@ def test_load_runs_one_row_per_run(runs):
     qt = done[done.variant == "qt"].sort_values(["circuit", "seed"])
     assert list(qt.circuit) == ["ry_cnot", "ry_cnot", "u3", "u3"] and list(qt.seed) == [0, 1, 0, 1]
     assert set(qt.dataset) == {"mnist_5k"} and set(qt.model) == {"cnn_qtt"} and set(qt.n_blocks) == {1}
-    assert set(qt.trainable_params) == {13 + 741, 78 + 741}
+    assert set(qt.trainable_params) == {13 + 749, 78 + 749}  # medium mapping: 741 + 8 per-tensor gains
     gen = done[done.variant == "classical_generator"]
-    assert set(gen.generator) == {"classical"} and set(gen.trainable_params) == {13 + 741, 78 + 741}  # equal budget
-    assert set(done[done.variant == "frozen"].trainable_params) == {741}
+    assert set(gen.generator) == {"classical"} and set(gen.trainable_params) == {13 + 749, 78 + 749}  # equal budget
+    assert set(done[done.variant == "frozen"].trainable_params) == {749}
     row = qt.iloc[0]
     assert row.gen_gap == pytest.approx(row.test_loss - row.train_loss)
-    assert row.mapping == "medium" and row.optimizer == "adam" and row.lr == 3e-3 and row.clip_norm == 10
+    assert row.mapping == "medium" and row.optimizer == "adam" and row.lr == 1e-2 and row.clip_norm == 10
     assert "n_blocks must be" in df[df.status == "failed"].reason.iloc[0]
 
 
