@@ -61,8 +61,10 @@ class TensorScale(nn.Module):
     The mapping emits one flat vector for tensors that need very different scales (a 5x5
     conv's fan-in is 25, the first linear layer's 192). Each weight tensor's slice is
     standardised, (w - mean) / std, and multiplied by its gain, initialised to He's
-    sqrt(2 / fan_in); a bias is standardised the same way with its gain starting at 0.
-    One trainable scalar per tensor, counted in the mapping's parameters.
+    sqrt(2 / fan_in); a 1-D tensor (a bias) is standardised the same way with its gain
+    starting at 0, so biases start at 0. One trainable scalar per tensor, counted in the
+    mapping's parameters. A target with normalisation layers gets their 1-D scales at 0
+    too: use ``scale=none`` there, or a target without them.
     """
 
     def __init__(self, shapes: Sequence[Sequence[int]], eps: float = 1e-6):
