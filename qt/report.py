@@ -46,7 +46,14 @@ def varied_factors(df: pd.DataFrame) -> list[str]:
     done = df[df.status == "completed"]
     out = list(ALWAYS)
     for col in FACTORS:
-        if col not in out and done[col].dropna().map(str).nunique() > 1:
+        # a missing value is a setting of its own where it means one (no clipping, exact
+        # probabilities); elsewhere it only means "not applicable" (a classical run's circuit)
+        values = pd.Series([_factor(rec, col) for rec in done.to_dict("records")], dtype=object)
+        if col == "shots":
+            values = values[(done["mode"] != "classical").to_numpy()]
+        elif col != "clip_norm":
+            values = values[done[col].notna().to_numpy()]
+        if col not in out and values.nunique() > 1:
             out.append(col)
     return out
 
@@ -72,8 +79,11 @@ def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
 
 def _factor(rec: dict, name: str) -> str:
     value = rec.get(name)
-    if name == "shots" and rec.get("mode") != "classical" and (value is None or (isinstance(value, float) and math.isnan(value))):
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if name == "shots" and rec.get("mode") != "classical" and missing:
         return "exact"
+    if name == "clip_norm" and missing:
+        return "none"
     return _fmt(value)
 
 

@@ -6,11 +6,12 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT, TINY
-from qt.analysis import load_runs
-from qt.report import build_report
+from qt.analysis import COLUMNS, load_runs
+from qt.report import build_report, varied_factors
 
 
 def multirun(sweep_dir, *overrides):
@@ -100,3 +101,17 @@ def test_report_cli(runs, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "qt.report", str(tmp_path / "nope"), "--out", str(tmp_path / "x")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: no such input")
+
+
+def test_no_clipping_and_exact_shots_count_as_settings():
+    """clip_norm null vs 10 is a varied factor; a classical run's missing circuit is not."""
+    base = dict.fromkeys(COLUMNS)
+    rows = [
+        {**base, "status": "completed", "dataset": "mnist", "model": "cnn_qtt", "mode": "qt", "circuit": "u3", "clip_norm": None},
+        {**base, "status": "completed", "dataset": "mnist", "model": "cnn_qtt", "mode": "qt", "circuit": "u3", "clip_norm": 10.0},
+        {**base, "status": "completed", "dataset": "mnist", "model": "cnn_qtt", "mode": "classical", "clip_norm": 10.0},
+    ]
+    factors = varied_factors(pd.DataFrame(rows))
+    assert "clip_norm" in factors and "circuit" not in factors and "shots" not in factors
+    rows[1]["shots"] = 1000
+    assert "shots" in varied_factors(pd.DataFrame(rows))
