@@ -52,7 +52,7 @@ class MappingModel(nn.Module):
 
 def fan_in(shape: Sequence[int]) -> int:
     """Inputs feeding one output unit of a weight tensor (out, in, *kernel); 1 for a bias."""
-    return int(torch.Size(shape)[1:].numel()) if len(shape) > 1 else 1
+    return int(torch.Size(shape)[1:].numel())
 
 
 class TensorScale(nn.Module):

@@ -43,17 +43,15 @@ ALWAYS = ["dataset", "model", "mode"]
 
 
 def varied_factors(df: pd.DataFrame) -> list[str]:
-    done = df[df.status == "completed"]
+    records = df[df.status == "completed"].to_dict("records")
     out = list(ALWAYS)
     for col in FACTORS:
-        # a missing value is a setting of its own where it means one (no clipping, exact
-        # probabilities); elsewhere it only means "not applicable" (a classical run's circuit)
-        values = pd.Series([_factor(rec, col) for rec in done.to_dict("records")], dtype=object)
-        if col == "shots":
-            values = values[(done["mode"] != "classical").to_numpy()]
-        elif col != "clip_norm":
-            values = values[done[col].notna().to_numpy()]
-        if col not in out and values.nunique() > 1:
+        if col in out:
+            continue
+        # a missing value counts where it is a setting (MISSING_MEANS); elsewhere it only
+        # means "not applicable" (a classical run's circuit)
+        shown = {_factor(r, col) for r in records if not _missing(r.get(col)) or _missing_means(r, col)}
+        if len(shown) > 1:
             out.append(col)
     return out
 
@@ -77,13 +75,25 @@ def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
     return f"{mean * scale:.2f} ± {std * scale:.2f}"
 
 
+#: factors whose missing value is a setting of its own, for the runs it applies to
+MISSING_MEANS = {"clip_norm": "none", "shots": "exact"}
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _missing_means(rec: dict, name: str) -> str | None:
+    """What a missing ``name`` means for this run: no clipping, exact probabilities (not for classical runs)."""
+    if name == "shots" and rec.get("mode") == "classical":
+        return None
+    return MISSING_MEANS.get(name)
+
+
 def _factor(rec: dict, name: str) -> str:
     value = rec.get(name)
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    if name == "shots" and rec.get("mode") != "classical" and missing:
-        return "exact"
-    if name == "clip_norm" and missing:
-        return "none"
+    if _missing(value) and _missing_means(rec, name):
+        return _missing_means(rec, name)
     return _fmt(value)
 
 

@@ -49,8 +49,8 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     failed = objective_values(None, cfg.get("objective", "best_val_acc"))
-    if multirun and cfg.trainer.get("threads") is None and threads_per_job(hc):
-        torch.set_num_threads(threads_per_job(hc))
+    if multirun and cfg.trainer.get("threads") is None and (threads := threads_per_job(hc)):
+        torch.set_num_threads(threads)
     try:
         value = run(cfg, run_dir)
     except QTError as e:
