@@ -1,19 +1,21 @@
 """Benchmark: circuit simulation and training-step cost, printed as tables.
 
-    python -m qt.bench [--repeats 20] [--threads N] [--skip-pennylane] [--full --data-dir ../shared/data]
+    python -m qt.bench [--repeats 20] [--threads N] [--skip-pennylane] [--skip-scaling] [--full --data-dir ../shared/data]
 
 Every figure is a median over ``--repeats`` timed runs after warm-up runs; ratios compare
-runs in this same process. Sections:
+runs in this same process. Rows are measured with 1 torch thread and with ``--threads``
+(default: all cores). Sections:
 
-1. circuit probabilities + gradient of a scalar loss, 13 qubits, 8 and 16 blocks, both
-   ansätze: qt's torch backend vs PennyLane ``default.qubit`` (backprop) and
-   ``lightning.qubit`` (adjoint);
-2. the torch backend at 10, 16, 19 and 20 qubits: time and peak memory (each size in a
-   fresh subprocess, peak resident memory above the process's baseline);
-3. one full training step (batch 64 and 128) of QT vs the classical step of the same
-   target (``cnn_qtt``, MNIST shape), and their ratio;
-4. projected full-MNIST epoch (48,000 training images) for ``circuit=u3 n_blocks=16`` at
-   batch 64, and with ``--full`` a measured one.
+1. circuit probabilities + gradient of a scalar loss, 13 qubits, 16 and 64 blocks, both
+   ansätze: the fused backend (compiled forward + adjoint backward) vs qt's torch backend,
+   PennyLane ``default.qubit`` (backprop) and ``lightning.qubit`` (adjoint);
+2. fused and torch backends at 10 to 20 qubits: time and peak memory (each size in a fresh
+   subprocess, peak resident memory above the process's baseline);
+3. one full training step (batch 64 and 128) of QT, built from the real configs
+   (``experiment=mnist_1500``; ``circuit=u3 n_blocks=16``), with each backend, vs the
+   classical step of the same target (``mode=classical``), and their ratio;
+4. projected full-MNIST epoch (48,000 training images) of the ``experiment=mnist_1500``
+   recipe at batch 128, and with ``--full`` a measured one.
 """
 
 from __future__ import annotations
@@ -30,16 +32,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 
-from qt.learner import ClassicalLearner, QTLearner
-from qt.mapping import WeightGenerator
-from qt.models import SimpleCNN
+from qt.learner import Learner
 from qt.quantum import QuantumCircuit
 from qt.quantum.pennylane_backend import PennyLaneBackend
 
 ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
+#: the training-step recipes: name -> Hydra overrides of conf/train.yaml
+RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3", "n_blocks=16"]}
+CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -53,12 +57,33 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     return statistics.median(times) * 1000
 
 
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median ms of each function, timed round-robin (one call of each per round).
+
+    On a shared or throttled machine the speed drifts over seconds; alternating the runs
+    exposes every variant to the same drift, so their ratio holds where absolute times vary.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
 def circuit_step(n_qubits: int, n_blocks: int, ansatz: str, backend: str) -> Callable[[], None]:
-    """One probabilities + gradient evaluation of sum(w * p)."""
+    """One probabilities + gradient evaluation of sum(w * p); float32 for qt's backends, float64 for PennyLane."""
     torch.manual_seed(0)
-    circuit = QuantumCircuit(n_qubits, n_blocks, *ANSATZE[ansatz], dtype="float32" if backend == "torch" else "float64")
+    ours = backend in ("fused", "torch")
+    circuit = QuantumCircuit(
+        n_qubits, n_blocks, *ANSATZE[ansatz], backend=backend if ours else "torch", dtype="float32" if ours else "float64"
+    )
     w = torch.randn(2**n_qubits, dtype=circuit.dtype)
-    if backend == "torch":
+    if ours:
         probs = circuit
     else:
         sim = PennyLaneBackend(circuit.ansatz, backend)
@@ -82,56 +107,67 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([f"\n### {title}\n", line(header), sep, *[line(r) for r in rows]])
 
 
-def section_circuits(repeats: int, skip_pennylane: bool) -> str:
+def section_circuits(repeats: int, threads: int, skip_pennylane: bool) -> str:
     rows = []
-    for ansatz in ANSATZE:
-        for blocks in (8, 16):
-            t_torch = median_ms(circuit_step(13, blocks, ansatz, "torch"), repeats)
-            row = [ansatz, str(blocks), f"{t_torch:.2f}"]
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for ansatz, blocks in (("ry_cnot", 16), ("ry_cnot", 64), ("u3", 16), ("u3", 64)):
+            t = interleaved_ms({b: circuit_step(13, blocks, ansatz, b) for b in ("fused", "torch")}, repeats)
+            t_fused, t_torch = t["fused"], t["torch"]
+            row = [ansatz, str(blocks), str(n_threads), f"{t_fused:.2f}", f"{t_torch:.2f}", f"{t_torch / t_fused:.1f}x"]
             for dev in ("default.qubit", "lightning.qubit"):
-                if skip_pennylane:
+                if skip_pennylane or blocks > 16 or n_threads != 1:
                     row += ["-", "-"]
                     continue
                 t = median_ms(circuit_step(13, blocks, ansatz, dev), max(3, repeats // 5), warmup=1)
-                row += [f"{t:.1f}", f"{t / t_torch:.0f}x"]
+                row += [f"{t:.1f}", f"{t / t_fused:.0f}x"]
             rows.append(row)
-    header = ["ansatz", "blocks", "qt torch ms", "default.qubit ms", "ratio", "lightning.qubit ms", "ratio"]
-    return table("Circuit probabilities + gradient, 13 qubits (median ms)", header, rows)
+    torch.set_num_threads(threads)
+    header = ["ansatz", "blocks", "threads", "fused ms", "torch ms", "torch / fused", "default.qubit ms", "/ fused", "lightning.qubit ms", "/ fused"]
+    return table("Circuit probabilities + gradient, 13 qubits, float32 (PennyLane float64), median ms", header, rows)
 
 
-def _scaling_child(n_qubits: int, ansatz: str, repeats: int) -> None:
+def _scaling_child(n_qubits: int, ansatz: str, backend: str, repeats: int) -> None:
     """Runs in a subprocess: prints JSON {ms, peak_mib} for one size."""
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step = circuit_step(n_qubits, 16, ansatz, "torch")
+    step = circuit_step(n_qubits, 16, ansatz, backend)
     ms = median_ms(step, repeats, warmup=1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"ms": ms, "peak_mib": (peak - base) / 1024}))
 
 
-def section_scaling(repeats: int, threads: int) -> str:
+def _scaling_run(n: int, ansatz: str, backend: str, repeats: int) -> list[str]:
+    cmd = [sys.executable, "-m", "qt.bench", "--_child", f"{n},{ansatz},{backend},{repeats}", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return ["failed", out.stderr.strip().splitlines()[-1][:40]]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return [f"{r['ms']:.1f}", f"{r['peak_mib']:.0f}"]
+
+
+def section_scaling(repeats: int) -> str:
     rows = []
     for ansatz in ANSATZE:
         for n in (10, 13, 16, 19, 20):
             reps = repeats if n <= 16 else max(3, repeats // 5)
-            cmd = [sys.executable, "-m", "qt.bench", "--_child", f"{n},{ansatz},{reps}", "--threads", str(threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-            if out.returncode != 0:
-                rows.append([ansatz, str(n), "failed", out.stderr.strip().splitlines()[-1][:60]])
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append([ansatz, str(n), f"{r['ms']:.1f}", f"{r['peak_mib']:.0f}"])
-    header = ["ansatz", "qubits", "probs+grad ms (16 blocks)", "peak memory MiB"]
-    return table("Torch backend scaling, 16 blocks", header, rows)
+            fused = _scaling_run(n, ansatz, "fused", reps)
+            torch_ = _scaling_run(n, ansatz, "torch", max(3, reps // 2) if n >= 19 else reps)
+            ratio = f"{float(torch_[0]) / float(fused[0]):.1f}x" if "failed" not in (fused[0], torch_[0]) else "-"
+            rows.append([ansatz, str(n), *fused, *torch_, ratio])
+    header = ["ansatz", "qubits", "fused ms", "fused peak MiB", "torch ms", "torch peak MiB", "torch / fused"]
+    return table("Scaling, 16 blocks, 1 thread, float32: probabilities + gradient and peak memory", header, rows)
 
 
-def _learners(ansatz: str, blocks: int):
+def recipe_learner(overrides: list[str]) -> Learner:
+    """The learner that ``python -m qt.train OVERRIDES`` trains (same composition, same builder)."""
+    from hydra import compose, initialize_config_dir
+
+    from qt.run import build_learner
+
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name="train", overrides=list(overrides))
     torch.manual_seed(0)
-    qt = QTLearner(
-        SimpleCNN(),
-        partial(QuantumCircuit, n_blocks=blocks, rotation=ANSATZE[ansatz][0], entangler=ANSATZE[ansatz][1], layout=ANSATZE[ansatz][2]),
-        partial(WeightGenerator, hidden=[20, 20]),
-    )
-    return qt, ClassicalLearner(SimpleCNN())
+    return build_learner(cfg)
 
 
 def train_step_fn(learner, batch: int) -> Callable[[], None]:
@@ -156,41 +192,49 @@ def train_step_fn(learner, batch: int) -> Callable[[], None]:
     return lambda: trainer.train_step(x, y)
 
 
-def section_steps(repeats: int) -> tuple[str, float]:
+def section_steps(repeats: int, threads: int) -> tuple[str, float]:
     rows = []
-    u3_64 = None
-    for ansatz, blocks in (("ry_cnot", 8), ("ry_cnot", 16), ("u3", 16)):
-        for batch in (64, 128):
-            qt, classical = _learners(ansatz, blocks)
-            t_qt = median_ms(train_step_fn(qt, batch), repeats)
-            t_cl = median_ms(train_step_fn(classical, batch), repeats)
-            rows.append([ansatz, str(blocks), str(batch), f"{t_qt:.2f}", f"{t_cl:.2f}", f"{t_qt / t_cl:.2f}"])
-            if (ansatz, blocks, batch) == ("u3", 16, 64):
-                u3_64 = t_qt
-    header = ["circuit", "blocks", "batch", "QT step ms", "classical step ms", "QT / classical"]
-    return table("Training step, cnn_qtt target, MNIST shape (median ms)", header, rows), u3_64
+    mnist_128 = None
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for name, overrides in RECIPES.items():
+            for batch in (64, 128):
+                variants = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
+                steps = {k: train_step_fn(recipe_learner([*overrides, *extra]), batch) for k, extra in variants.items()}
+                times = interleaved_ms(steps, repeats)
+                cl = times["classical"]
+                rows.append([
+                    name, str(batch), str(n_threads), f"{times['fused']:.2f}", f"{times['torch']:.2f}", f"{cl:.2f}",
+                    f"{times['fused'] / cl:.2f}", f"{times['torch'] / cl:.2f}",
+                ])  # fmt: skip
+                if (name, batch, n_threads) == ("mnist_1500", 128, 1):
+                    mnist_128 = times["fused"]
+    torch.set_num_threads(threads)
+    header = ["recipe", "batch", "threads", "QT fused ms", "QT torch ms", "classical ms", "fused / classical", "torch / classical"]
+    return table("Training step, cnn_qtt target, MNIST shape (median ms)", header, rows), mnist_128
 
 
-def section_epoch(u3_64_ms: float, full: bool, data_dir: str | None) -> str:
-    steps = 48000 // 64 + (48000 % 64 > 0)
-    rows = [["projected (750 steps x median step)", f"{steps * u3_64_ms / 1000:.1f}"]]
+def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
+    steps = -(-48000 // 128)
+    rows = [["projected (375 steps x median 1-thread step)", f"{steps * step_ms / 1000:.1f}"]]
     if full:
         from qt.data import IdxImages
-        from qt.loop import TrainerConfig, Trainer, evaluate
+        from qt.loop import Trainer, TrainerConfig, evaluate
 
+        torch.set_num_threads(1)
         data = IdxImages("MNIST", data_dir or "data", shape=[1, 28, 28], num_classes=10, mean=[0.1307], std=[0.3081]).load()
-        qt, _ = _learners("u3", 16)
-        cfg = TrainerConfig(epochs=1, batch_size=64, progress=False, checkpoint_every=0)
+        learner = recipe_learner(RECIPES["mnist_1500"])
+        cfg = TrainerConfig(epochs=1, batch_size=128, progress=False, checkpoint_every=0)
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(qt, data, partial(torch.optim.Adam, lr=3e-3), None, cfg, tmp, torch.device("cpu"), {})
+            trainer = Trainer(learner, data, partial(torch.optim.Adam, lr=1e-2), None, cfg, tmp, torch.device("cpu"), {})
             t0 = time.perf_counter()
             trainer.train_epoch()
             train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        evaluate(qt, data.val, 2000)
+        evaluate(learner, data.val, 2000)
         rows.append(["measured: training steps of one epoch", f"{train_s:.1f}"])
         rows.append(["measured: + validation pass", f"{train_s + time.perf_counter() - t0:.1f}"])
-    return table("Full-MNIST epoch, circuit=u3 n_blocks=16, batch 64 (seconds)", ["", "s"], rows)
+    return table("Full-MNIST epoch, experiment=mnist_1500, batch 128, 1 thread (seconds)", ["", "s"], rows)
 
 
 def header(threads: int) -> str:
@@ -204,7 +248,8 @@ def header(threads: int) -> str:
         pass
     return (
         f"qt benchmark — {cpu}, {os.cpu_count()} cores, torch threads {threads}; "
-        f"torch {torch.__version__}, pennylane {version('pennylane')}, lightning {version('pennylane-lightning')}, "
+        f"torch {torch.__version__}, numba {version('numba')}, pennylane {version('pennylane')}, "
+        f"lightning {version('pennylane-lightning')}, "
         f"python {platform.python_version()}"
     )
 
@@ -212,7 +257,7 @@ def header(threads: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qt.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
@@ -221,16 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args._child:
-        n, ansatz, reps = args._child.split(",")
-        _scaling_child(int(n), ansatz, int(reps))
+        n, ansatz, backend, reps = args._child.split(",")
+        _scaling_child(int(n), ansatz, backend, int(reps))
         return 0
     print(header(args.threads))
-    print(section_circuits(args.repeats, args.skip_pennylane), flush=True)
+    print(section_circuits(args.repeats, args.threads, args.skip_pennylane), flush=True)
     if not args.skip_scaling:
-        print(section_scaling(args.repeats, args.threads), flush=True)
-    steps, u3_64 = section_steps(args.repeats)
+        print(section_scaling(args.repeats), flush=True)
+    steps, mnist_128 = section_steps(args.repeats, args.threads)
     print(steps, flush=True)
-    print(section_epoch(u3_64, args.full, args.data_dir), flush=True)
+    print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
     return 0
 
 

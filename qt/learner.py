@@ -105,12 +105,9 @@ class QTLearner(Learner):
 
     def weights(self) -> Weights:
         flat = self.mapping(self.circuit())
-        out, offset = {}, 0
-        for name, shape in self.shapes:
-            n = shape.numel()
-            out[name] = flat[offset : offset + n].view(shape)
-            offset += n
-        return out
+        # one split (one autograd node), not a slice per tensor (a full-size zero-fill each in backward)
+        parts = torch.split(flat, [shape.numel() for _, shape in self.shapes])
+        return {name: part.view(shape) for (name, shape), part in zip(self.shapes, parts)}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"circuit": list(self.circuit.parameters()), "mapping": list(self.mapping.parameters())}

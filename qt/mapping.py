@@ -69,19 +69,21 @@ class TensorScale(nn.Module):
 
     def __init__(self, shapes: Sequence[Sequence[int]], eps: float = 1e-6):
         super().__init__()
-        self.sizes = [int(torch.Size(s).numel()) for s in shapes]
+        sizes = [int(torch.Size(s).numel()) for s in shapes]
         init = [(2.0 / fan_in(s)) ** 0.5 if len(s) > 1 else 0.0 for s in shapes]
         self.gain = nn.Parameter(torch.tensor(init))
         self.eps = float(eps)
+        # all tensors at once (segment sums), not a loop over tensors: ~14 ops per step instead of ~8 per tensor
+        self.register_buffer("segment", torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)), persistent=False)
+        self.register_buffer("counts", torch.tensor(sizes, dtype=torch.float32), persistent=False)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for i, part in enumerate(torch.split(w, self.sizes)):
-            z = part - part.mean()
-            if part.numel() > 1:
-                z = z / (z.pow(2).mean() + self.eps).sqrt()
-            parts.append(z * self.gain[i])
-        return torch.cat(parts)
+        seg, counts = self.segment, self.counts.to(w.dtype)
+        mean = w.new_zeros(len(counts)).index_add(0, seg, w) / counts
+        z = w - mean[seg]
+        var = w.new_zeros(len(counts)).index_add(0, seg, z * z) / counts
+        # a one-element tensor has z = 0: it stays 0 (times its gain), as a standardised bias would
+        return z * (self.gain.to(w.dtype) / (var + self.eps).sqrt())[seg]
 
 
 class WeightGenerator(nn.Module):
@@ -133,6 +135,6 @@ class WeightGenerator(nn.Module):
         p = probs[: self.n_states].to(self.bits.dtype)
         x = rescale_probs(p, self.n_qubits, self.gamma, self.beta, self.alpha) if self.rescale else p
         w = self.mlp(torch.cat([self.bits, x[:, None]], dim=1)).reshape(-1)[: self.n_weights]
-        if self.center:
-            w = w - w.mean()
-        return self.scale(w) if self.scale is not None else w
+        if self.scale is not None:
+            return self.scale(w)  # standardises each tensor: a global centring first would change nothing
+        return w - w.mean() if self.center else w

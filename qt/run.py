@@ -21,7 +21,7 @@ from qt.errors import ConfigError, RunDirError
 from qt.learner import ClassicalLearner, Learner, QTLearner, qubits_for
 from qt.models import count_weights
 from qt.loop import Diverged, Trainer, TrainerConfig
-from qt.quantum.circuit import estimate_memory_bytes
+from qt.quantum.circuit import estimate_memory_bytes, resolve_backend
 from qt.results import load_checkpoint, read_summary, write_summary
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.devi
     """One-line error, before any allocation, when the circuit cannot be simulated on ``device``."""
     n_qubits = qubits_for(n_weights, chunk)
     circuit = OmegaConf.to_container(cfg.circuit, resolve=True)
+    circuit["backend"] = resolve_backend(circuit.get("backend", "auto"), device)
     need = estimate_memory_bytes(n_qubits=n_qubits, **{k: v for k, v in circuit.items() if k != "_target_"})
     widths = n_qubits + 1 + sum(int(h) for h in cfg.mapping.get("hidden", [])) + chunk
     need += 2**n_qubits * widths * 4 * 3  # mapping activations over all basis states

@@ -1,4 +1,4 @@
-"""The torch backend simulates exactly what PennyLane simulates: probabilities and gradients."""
+"""qt's backends (fused, torch) simulate exactly what PennyLane simulates: probabilities and gradients."""
 
 import math
 
@@ -27,11 +27,12 @@ def reference(circuit, w, device):
     return probs.detach(), [a.grad for a in angles]
 
 
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
 @pytest.mark.parametrize("n_qubits", [1, 2, 3, 5, 8])
-def test_torch_matches_default_qubit(rotation, entangler, layout, n_qubits):
+def test_backend_matches_default_qubit(backend, rotation, entangler, layout, n_qubits):
     torch.manual_seed(n_qubits)
-    circuit = QuantumCircuit(n_qubits, 3, rotation, entangler, layout, dtype="float64")
+    circuit = QuantumCircuit(n_qubits, 3, rotation, entangler, layout, backend=backend, dtype="float64")
     w = torch.randn(2**n_qubits, dtype=torch.float64)
     p, g = torch_and_grads(circuit, w)
     p_ref, g_ref = reference(circuit, w, "default.qubit")
@@ -41,11 +42,12 @@ def test_torch_matches_default_qubit(rotation, entangler, layout, n_qubits):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("rotation,entangler,layout", ANSATZE[:2])
 @pytest.mark.parametrize("n_qubits", [3, 6])
-def test_torch_matches_lightning(rotation, entangler, layout, n_qubits):
+def test_backend_matches_lightning(backend, rotation, entangler, layout, n_qubits):
     torch.manual_seed(10 + n_qubits)
-    circuit = QuantumCircuit(n_qubits, 2, rotation, entangler, layout, dtype="float64")
+    circuit = QuantumCircuit(n_qubits, 2, rotation, entangler, layout, backend=backend, dtype="float64")
     w = torch.randn(2**n_qubits, dtype=torch.float64)
     p, g = torch_and_grads(circuit, w)
     p_ref, g_ref = reference(circuit, w, "lightning.qubit")
@@ -54,11 +56,12 @@ def test_torch_matches_lightning(rotation, entangler, layout, n_qubits):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("rotation,entangler,layout", ANSATZE[:2])
-def test_float32_close_to_float64(rotation, entangler, layout):
+def test_float32_close_to_float64(backend, rotation, entangler, layout):
     torch.manual_seed(3)
-    c64 = QuantumCircuit(13, 4, rotation, entangler, layout, dtype="float64")
-    c32 = QuantumCircuit(13, 4, rotation, entangler, layout, dtype="float32")
+    c64 = QuantumCircuit(13, 4, rotation, entangler, layout, backend=backend, dtype="float64")
+    c32 = QuantumCircuit(13, 4, rotation, entangler, layout, backend=backend, dtype="float32")
     c32.load_state_dict({k: v.float() for k, v in c64.state_dict().items()})
     assert torch.allclose(c32().double(), c64(), atol=1e-7, rtol=0)
 
@@ -112,4 +115,6 @@ def test_memory_estimate_grows_with_qubits():
     small = estimate_memory_bytes(13, 16, "U3", "CU3", "ring")
     large = estimate_memory_bytes(20, 16, "U3", "CU3", "ring")
     assert large > 100 * small
-    assert math.isclose(estimate_memory_bytes(13, 16, dtype="float64") / estimate_memory_bytes(13, 16), 2.0)
+    for backend in ("fused", "torch"):
+        ratio = estimate_memory_bytes(13, 16, backend=backend, dtype="float64") / estimate_memory_bytes(13, 16, backend=backend)
+        assert math.isclose(ratio, 2.0)

@@ -9,8 +9,11 @@ from torch import nn
 
 from qt.errors import ConfigError
 from qt.quantum.ansatz import build_ansatz
+from qt.quantum.fused_backend import FusedStatevector
+from qt.quantum.torch_backend import TorchStatevector, default_group_size
 
-BACKENDS = ("torch", "default.qubit", "lightning.qubit")
+#: ``auto``: ``fused`` for CPU tensors, ``torch`` for CUDA ones (chosen at each call, so ``.to(device)`` works)
+BACKENDS = ("auto", "fused", "torch", "default.qubit", "lightning.qubit")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -30,7 +33,7 @@ class QuantumCircuit(nn.Module):
         rotation: str = "RY",
         entangler: str = "CNOT",
         layout: str = "chain",
-        backend: str = "torch",
+        backend: str = "auto",
         dtype: str = "float32",
         init_scale: float = 1.0,
         freeze: bool = False,
@@ -42,7 +45,7 @@ class QuantumCircuit(nn.Module):
             raise ConfigError(f"circuit.shots must be a positive number of measurements or null for exact probabilities (got {shots})")
         self.shots = None if shots is None else int(shots)
         if backend not in BACKENDS:
-            raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend=torch, default.qubit or lightning.qubit")
+            raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend={', '.join(BACKENDS)}")
         if dtype not in DTYPES:
             raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
         self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
@@ -52,14 +55,7 @@ class QuantumCircuit(nn.Module):
             nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * init_scale), requires_grad=not freeze)
             for shape in self.ansatz.angle_shapes()
         )
-        if backend == "torch":
-            from qt.quantum.torch_backend import TorchStatevector
-
-            self.simulator = TorchStatevector(self.ansatz, dtype=self.dtype, group_size=group_size)
-        else:
-            from qt.quantum.pennylane_backend import PennyLaneBackend
-
-            self.simulator = PennyLaneBackend(self.ansatz, device_name=backend)
+        self.simulator = make_simulator(self.ansatz, backend, self.dtype, group_size)
 
     @property
     def n_qubits(self) -> int:
@@ -70,6 +66,44 @@ class QuantumCircuit(nn.Module):
         if self.shots is None or not self.training:
             return probs
         return sample_probs(probs, self.shots)
+
+
+def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | None = None):
+    """The object whose ``probs(angles)`` simulates ``ansatz`` on ``backend``."""
+    if backend in ("default.qubit", "lightning.qubit"):
+        from qt.quantum.pennylane_backend import PennyLaneBackend
+
+        return PennyLaneBackend(ansatz, device_name=backend)
+    if backend == "torch":
+        return TorchStatevector(ansatz, dtype=dtype, group_size=group_size)
+    if backend == "fused":
+        return FusedStatevector(ansatz, dtype=dtype)
+    return ByDevice(ansatz, dtype, group_size)
+
+
+class ByDevice:
+    """``circuit.backend=auto``: the fused kernels for CPU tensors, the torch backend for CUDA tensors."""
+
+    def __init__(self, ansatz, dtype: torch.dtype, group_size: int | None):
+        self.ansatz, self.dtype, self.group_size = ansatz, dtype, group_size
+        self._fused: FusedStatevector | None = None
+        self._torch: TorchStatevector | None = None
+
+    def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
+        if angles[0].device.type == "cpu":
+            if self._fused is None:
+                self._fused = FusedStatevector(self.ansatz, self.dtype)
+            return self._fused.probs(angles)
+        if self._torch is None:
+            self._torch = TorchStatevector(self.ansatz, dtype=self.dtype, group_size=self.group_size)
+        return self._torch.probs(angles)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that ``auto`` means on ``device``."""
+    if backend != "auto":
+        return backend
+    return "fused" if device.type == "cpu" else "torch"
 
 
 def sample_probs(probs: torch.Tensor, shots: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -93,20 +127,22 @@ def estimate_memory_bytes(
     rotation: str = "RY",
     entangler: str = "CNOT",
     layout: str = "chain",
-    backend: str = "torch",
+    backend: str = "fused",
     dtype: str = "float32",
     group_size: int | None = None,
     **_: object,
 ) -> int:
     """Peak memory of one differentiable simulation: the state times the tensors autograd keeps.
 
-    Takes the circuit config's keys, so it can be checked before anything is allocated.
+    Takes the circuit config's keys, so it can be checked before anything is allocated
+    (``backend`` as resolved for the device: see :func:`resolve_backend`).
     """
-    from qt.quantum.torch_backend import default_group_size
-
     a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
     wide = 2 if dtype == "float64" else 1
-    if backend == "lightning.qubit":
+    if backend in ("fused", "auto"):
+        # real state: state, scratch, probabilities, saved state, its copy, adjoint, gradient input; x2 for complex
+        itemsize, kept = 4 * wide, (7 if a.is_real else 13)
+    elif backend == "lightning.qubit":
         itemsize, kept = 16, 6  # forward state, adjoint bra/ket, observable, probabilities
     elif backend == "default.qubit":
         itemsize, kept = 16, a.n_blocks * sum(max(len(layer.wires), 1) for layer in a.block) + 2

@@ -1,0 +1,125 @@
+"""The fused backend (compiled forward + adjoint backward) against the torch backend and PennyLane."""
+
+import pytest
+import torch
+
+from qt.quantum import QuantumCircuit, build_ansatz
+from qt.quantum.circuit import ByDevice, make_simulator, sample_probs
+from qt.quantum.fused_backend import FusedStatevector, cnot_permutation, compile_program
+from qt.quantum.pennylane_backend import PennyLaneBackend
+from qt.quantum.torch_backend import TorchStatevector
+
+ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain"), ("RY", "CU3", "ring"), ("U3", "CNOT", "chain")]
+
+
+def probs_and_grads(sim, angles, w):
+    angles = [a.detach().clone().requires_grad_(True) for a in angles]
+    probs = sim.probs(angles)
+    (probs * w).sum().backward()
+    return probs.detach(), [a.grad for a in angles]
+
+
+def random_case(rotation, entangler, layout, n_qubits, n_blocks, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
+    angles = [torch.rand(s, generator=g, dtype=dtype) * 6.3 for s in a.angle_shapes()]
+    return a, angles, torch.randn(2**n_qubits, generator=g, dtype=dtype)
+
+
+def assert_same(x, y, atol):
+    (p, g), (p_ref, g_ref) = x, y
+    assert torch.allclose(p, p_ref, atol=atol, rtol=0), float((p - p_ref).abs().max())
+    for a, b in zip(g, g_ref):
+        assert torch.allclose(a, b, atol=atol, rtol=0), float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
+@pytest.mark.parametrize("n_qubits,n_blocks", [(1, 2), (2, 3), (4, 3), (7, 5), (13, 4), (9, 64)])
+def test_fused_matches_torch_backend_float64(rotation, entangler, layout, n_qubits, n_blocks):
+    a, angles, w = random_case(rotation, entangler, layout, n_qubits, n_blocks, seed=n_qubits)
+    fused = probs_and_grads(FusedStatevector(a, torch.float64), angles, w)
+    ref = probs_and_grads(TorchStatevector(a, torch.float64), angles, w)
+    assert_same(fused, ref, 1e-10)
+    assert abs(float(fused[0].sum()) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE[:2])
+def test_fused_matches_pennylane_at_13_qubits(rotation, entangler, layout):
+    a, angles, w = random_case(rotation, entangler, layout, 13, 2, seed=13)
+    fused = probs_and_grads(FusedStatevector(a, torch.float64), angles, w)
+    assert_same(fused, probs_and_grads(PennyLaneBackend(a, "default.qubit"), angles, w), 1e-10)
+    # lightning's adjoint of a SparseHamiltonian expectation is itself ~4e-9 from default.qubit here
+    assert_same(fused, probs_and_grads(PennyLaneBackend(a, "lightning.qubit"), angles, w), 1e-8)
+
+
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE[:2])
+def test_fused_float32_close_to_its_float64(rotation, entangler, layout):
+    a, angles, w = random_case(rotation, entangler, layout, 13, 16, seed=5)
+    p64, g64 = probs_and_grads(FusedStatevector(a, torch.float64), angles, w)
+    p32, g32 = probs_and_grads(FusedStatevector(a, torch.float32), [x.float() for x in angles], w.float())
+    assert p32.dtype == torch.float32 and g32[0].dtype == torch.float32
+    assert torch.allclose(p32.double(), p64, atol=1e-7, rtol=0)
+    scale = max(float(g.abs().max()) for g in g64)
+    for a32, a64 in zip(g32, g64):
+        assert float((a32.double() - a64).abs().max()) < 1e-4 * scale
+
+
+def test_fused_is_deterministic():
+    a, angles, w = random_case("U3", "CU3", "ring", 10, 8, dtype=torch.float32)
+    sim = FusedStatevector(a, torch.float32)
+    first, second = probs_and_grads(sim, angles, w), probs_and_grads(sim, angles, w)
+    assert torch.equal(first[0], second[0]) and all(torch.equal(x, y) for x, y in zip(first[1], second[1]))
+
+
+def test_program_lists_every_gate_once():
+    a = build_ansatz("U3", "CU3", "ring", 13, 16)
+    ops, perms = compile_program(a)
+    assert len(ops) == 16 * 26  # 13 U3 + 13 CU3 per block
+    assert sorted(ops[:, 3].tolist()) == list(range(0, a.n_params, 3))  # each gate owns its 3 angles
+    ry_ops, ry_perms = compile_program(build_ansatz("RY", "CNOT", "chain", 13, 16))
+    assert len(ry_ops) == 16 * 14 and len(ry_perms) == 1  # the CNOT chain is one permutation, shared by all blocks
+
+
+def test_cnot_permutation_on_basis_states():
+    # CNOT(0 -> 1) then CNOT(1 -> 2) on 3 qubits: |100> -> |110> -> |111>
+    perm = cnot_permutation(3, ((0, 1), (1, 2)))
+    state = torch.zeros(8)
+    state[0b100] = 1
+    assert int(state[torch.from_numpy(perm.astype("int64"))].argmax()) == 0b111
+
+
+def test_auto_backend_is_fused_on_cpu_and_frozen_and_shots_work():
+    circuit = QuantumCircuit(6, 3, "U3", "CU3", "ring", backend="auto", dtype="float64")
+    assert isinstance(circuit.simulator, ByDevice)
+    probs = circuit()
+    assert circuit.simulator._fused is not None and circuit.simulator._torch is None
+    reference = QuantumCircuit(6, 3, "U3", "CU3", "ring", backend="torch", dtype="float64")
+    reference.load_state_dict(circuit.state_dict())
+    assert torch.allclose(probs, reference(), atol=1e-12, rtol=0)
+    frozen = QuantumCircuit(6, 3, backend="fused", freeze=True)
+    out = frozen()
+    assert not out.requires_grad  # no angle to train: no autograd node
+    torch.manual_seed(0)
+    shots = QuantumCircuit(6, 3, backend="fused", shots=100)
+    estimate = shots()
+    counts = estimate.detach() * 100  # frequencies of 100 shots: integers, up to float32 rounding of p + (freq - p)
+    assert torch.allclose(counts, counts.round(), atol=1e-4) and abs(float(counts.sum()) - 100) < 1e-3
+    estimate.sum().backward()  # straight-through: the exact probabilities' gradient reaches the angles
+    assert shots.angles[0].grad is not None
+
+
+def test_shots_gradient_is_the_exact_gradient():
+    a, angles, w = random_case("RY", "CNOT", "chain", 5, 2)
+    sim = make_simulator(a, "fused", torch.float64)
+    x = [t.clone().requires_grad_(True) for t in angles]
+    (sample_probs(sim.probs(x), 50) * w).sum().backward()
+    _, exact = probs_and_grads(sim, angles, w)
+    assert torch.allclose(x[0].grad, exact[0])
+
+
+def test_fused_refuses_cuda_tensors_clearly():
+    a, angles, _ = random_case("RY", "CNOT", "chain", 3, 1)
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: nothing to refuse")
+    with pytest.raises(ValueError, match="CPU tensors only"):
+        FusedStatevector(a).probs([t.cuda() for t in angles])
