@@ -1,6 +1,7 @@
 """Benchmark: circuit simulation and training-step cost, printed as tables.
 
-    python -m qt.bench [--repeats 20] [--threads N] [--skip-pennylane] [--skip-scaling] [--full --data-dir ../shared/data]
+    python -m qt.bench [--repeats 20] [--threads N] [--skip-pennylane] [--skip-scaling] [--sections a,b]
+                       [--full --data-dir ../shared/data]
 
 Every figure is a median over ``--repeats`` timed runs after warm-up runs; ratios compare
 runs in this same process. Rows are measured with 1 torch thread and with ``--threads``
@@ -127,12 +128,31 @@ def section_circuits(repeats: int, threads: int, skip_pennylane: bool) -> str:
     return table("Circuit probabilities + gradient, 13 qubits, float32 (PennyLane float64), median ms", header, rows)
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
+def _reset_peak() -> int:
+    """Resets the resident high-water mark where Linux allows it; returns the KiB the peak is measured from."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+        return _status_kib("VmRSS") or 0
+    except OSError:  # elsewhere: the lifetime peak, which an import may already have set
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _scaling_child(n_qubits: int, ansatz: str, backend: str, repeats: int) -> None:
-    """Runs in a subprocess: prints JSON {ms, peak_mib} for one size."""
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Runs in a subprocess: prints JSON {ms, peak_mib}: the median step and the peak resident memory it adds."""
+    circuit_step(3, 1, ansatz, backend)()  # loads the compiled kernels and autograd's machinery, on a tiny circuit
     step = circuit_step(n_qubits, 16, ansatz, backend)
+    base = _reset_peak()  # the peak of simulating, not of importing torch or loading kernels
     ms = median_ms(step, repeats, warmup=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"ms": ms, "peak_mib": (peak - base) / 1024}))
 
 
@@ -214,6 +234,38 @@ def section_steps(repeats: int, threads: int) -> tuple[str, float]:
     return table("Training step, cnn_qtt target, MNIST shape (median ms)", header, rows), mnist_128
 
 
+def section_breakdown(repeats: int) -> str:
+    """Where a QT step goes (1 thread, batch 128): circuit, weight generation, the rest."""
+    torch.set_num_threads(1)
+    rows = []
+    for name, overrides in RECIPES.items():
+        qt = recipe_learner(overrides)
+
+        def circuit():
+            qt.circuit().sum().backward()
+
+        def generation():
+            sum(w.sum() for w in qt.weights().values()).backward()
+
+        fns = {
+            "circuit": circuit,
+            "generation": generation,
+            "qt": train_step_fn(qt, 128),
+            "classical": train_step_fn(recipe_learner([*overrides, "mode=classical"]), 128),
+        }
+        t = interleaved_ms(fns, repeats)
+        rest = t["qt"] - t["generation"]
+        rows.append([
+            name, f"{t['circuit']:.2f}", f"{t['generation'] - t['circuit']:.2f}", f"{rest:.2f}", f"{t['qt']:.2f}",
+            f"{t['classical']:.2f}", f"{t['qt'] / t['classical']:.2f}", f"{(t['classical'] + t['circuit']) / t['classical']:.2f}",
+        ])  # fmt: skip
+    header = [
+        "recipe", "circuit fwd+bwd", "mapping, scale, assembly", "target, loss, optimizer", "QT step",
+        "classical step", "QT / classical", "floor: (classical + circuit) / classical",
+    ]  # fmt: skip
+    return table("Where a QT step goes, batch 128, 1 thread (median ms, interleaved)", header, rows)
+
+
 def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
     steps = -(-48000 // 128)
     rows = [["projected (375 steps x median 1-thread step)", f"{steps * step_ms / 1000:.1f}"]]
@@ -260,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
     parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -269,13 +322,19 @@ def main(argv: list[str] | None = None) -> int:
         n, ansatz, backend, reps = args._child.split(",")
         _scaling_child(int(n), ansatz, backend, int(reps))
         return 0
+    sections = set(args.sections.split(","))
     print(header(args.threads))
-    print(section_circuits(args.repeats, args.threads, args.skip_pennylane), flush=True)
-    if not args.skip_scaling:
+    if "circuits" in sections:
+        print(section_circuits(args.repeats, args.threads, args.skip_pennylane), flush=True)
+    if "scaling" in sections and not args.skip_scaling:
         print(section_scaling(args.repeats), flush=True)
-    steps, mnist_128 = section_steps(args.repeats, args.threads)
-    print(steps, flush=True)
-    print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
+    if "steps" in sections:
+        steps, mnist_128 = section_steps(args.repeats, args.threads)
+        print(steps, flush=True)
+        if "epoch" in sections:
+            print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
+    if "breakdown" in sections:
+        print(section_breakdown(args.repeats), flush=True)
     return 0
 
 

@@ -91,11 +91,21 @@ def evaluate(learner: Learner, split: Split, batch_size: int) -> tuple[float, fl
     return loss / n, correct / n
 
 
-def _grad_norm(params: list[torch.nn.Parameter]) -> float | None:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return None
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+def grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """(L2 norm of each group's gradients, every gradient): one fused norm op per group."""
+    norms, grads = {}, []
+    for name, params in groups.items():
+        g = [p.grad for p in params if p.grad is not None]
+        if g:
+            norms[name] = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g)))
+            grads += g
+    return norms, grads
+
+
+def clip_(grads: list[torch.Tensor], total_norm: torch.Tensor, max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` given the norm already computed: scale by min(1, max / (norm + 1e-6))."""
+    coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, coef)
 
 
 class Trainer:
@@ -182,12 +192,11 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for name, group in self.groups.items():
-            norm = _grad_norm(group)
-            if norm is not None:
-                acc["gn"][name] = acc["gn"].get(name, 0.0) + norm
-        if self.cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, float(self.cfg.clip_norm))
+        norms, grads = grad_norms(self.groups)
+        for name, norm in norms.items():
+            acc["gn"][name] = acc["gn"].get(name, 0.0) + float(norm)
+        if self.cfg.clip_norm and grads:
+            clip_(grads, torch.linalg.vector_norm(torch.stack(list(norms.values()))), float(self.cfg.clip_norm))
         self.optimizer.step()
         acc["loss"] += float(loss.detach()) * len(y)
         acc["correct"] += int((logits.argmax(1) == y).sum())

@@ -13,10 +13,13 @@ A circuit reaches these kernels as a *program*: an int64 array of ops, one row e
 The forward keeps only the final state. The backward is the adjoint method: walking the
 ops in reverse, each gate contributes ``2 Re <lambda| dU |psi>`` to its angles' gradient
 (from one read-only pass over the state and the adjoint vector ``lambda = dy * psi``) and
-is then un-applied from both; memory is O(2^n) whatever the depth. Real and imaginary parts live in separate arrays and
-indices are unsigned, which is what lets LLVM vectorise the inner loops (numba's complex
-type and signed, wrap-around-checked indices keep them scalar). Kernels for a real state
-(RY + CNOT only) never touch an imaginary part.
+is then un-applied from both; memory is O(2^n) whatever the depth. Real and imaginary
+parts live in separate arrays, which is what lets LLVM vectorise the inner loops (numba's
+complex type keeps them scalar). Kernels for a real state (RY + CNOT only) never touch an
+imaginary part. docs/performance.md has the measurements behind each choice.
+
+Compiled kernels are cached on disk: next to this file, else in ``NUMBA_CACHE_DIR``, else
+in a temporary directory; with none writable they compile in every process.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ _FASTMATH = {"reassoc", "contract", "nsz"}
 
 
 def _cache_dir_usable() -> bool:
-    """numba writes its cache next to this file, else under NUMBA_CACHE_DIR or the user's cache dir."""
+    """True when numba can write its cache next to this file or under NUMBA_CACHE_DIR."""
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
     candidates = [here, os.environ.get("NUMBA_CACHE_DIR") or "", numba.config.CACHE_DIR or ""]
     for path in filter(None, candidates):

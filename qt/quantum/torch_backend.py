@@ -1,5 +1,8 @@
 """Native torch state-vector simulator for :class:`~qt.quantum.ansatz.Ansatz` circuits.
 
+The backend for CUDA (``circuit.backend=auto`` picks it there) and a reference for the
+fused CPU backend (:mod:`qt.quantum.fused_backend`), which is faster on CPU.
+
 The circuit has no data input, so it is simulated once per optimizer step, and the cost
 is per-op dispatch (forward and backward), not arithmetic. The simulator therefore
 *compiles* the ansatz into few, larger ops:
