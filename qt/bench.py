@@ -44,6 +44,8 @@ from qt.quantum.pennylane_backend import PennyLaneBackend
 ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
 #: the training-step recipes: name -> Hydra overrides of conf/train.yaml
 RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3", "n_blocks=16"]}
+#: what each training-step column runs, as overrides added to a recipe's
+STEP_VARIANTS = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -219,8 +221,7 @@ def section_steps(repeats: int, threads: int) -> tuple[str, float]:
         torch.set_num_threads(n_threads)
         for name, overrides in RECIPES.items():
             for batch in (64, 128):
-                variants = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
-                steps = {k: train_step_fn(recipe_learner([*overrides, *extra]), batch) for k, extra in variants.items()}
+                steps = {k: train_step_fn(recipe_learner([*overrides, *extra]), batch) for k, extra in STEP_VARIANTS.items()}
                 times = interleaved_ms(steps, repeats)
                 cl = times["classical"]
                 rows.append([

@@ -5,7 +5,8 @@ import torch
 
 from qt.quantum import QuantumCircuit, build_ansatz
 from qt.quantum.circuit import ByDevice, make_simulator, sample_probs
-from qt.quantum.fused_backend import FusedStatevector, cnot_permutation, compile_program
+from qt.quantum.ansatz import cnot_permutation
+from qt.quantum.fused_backend import FusedStatevector, compile_program
 from qt.quantum.pennylane_backend import PennyLaneBackend
 from qt.quantum.torch_backend import TorchStatevector
 
@@ -92,7 +93,7 @@ def test_auto_backend_is_fused_on_cpu_and_frozen_and_shots_work():
     circuit = QuantumCircuit(6, 3, "U3", "CU3", "ring", backend="auto", dtype="float64")
     assert isinstance(circuit.simulator, ByDevice)
     probs = circuit()
-    assert circuit.simulator._fused is not None and circuit.simulator._torch is None
+    assert list(circuit.simulator.simulators) == ["fused"]
     reference = QuantumCircuit(6, 3, "U3", "CU3", "ring", backend="torch", dtype="float64")
     reference.load_state_dict(circuit.state_dict())
     assert torch.allclose(probs, reference(), atol=1e-12, rtol=0)

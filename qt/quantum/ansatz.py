@@ -20,7 +20,10 @@ The two presets in ``conf/circuit/``:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from qt.errors import ConfigError
 
@@ -99,3 +102,17 @@ def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_bl
         Layer(entangler, entangler_pairs(n_qubits, layout)),
     )
     return Ansatz(n_qubits=int(n_qubits), n_blocks=int(n_blocks), block=block)
+
+
+def cnot_permutation(n_qubits: int, pairs: Iterable[tuple[int, ...]]) -> np.ndarray:
+    """Index permutation P (uint64) with ``state[P]`` = the state after the CNOTs (control, target), in order.
+
+    CNOTs permute basis states, so a run of them is one gather of the state; both qt
+    backends apply CNOT runs this way.
+    """
+    idx = np.arange(2**n_qubits, dtype=np.uint64)
+    perm = idx.copy()
+    for control, target in pairs:
+        cmask, tmask = np.uint64(1 << (n_qubits - 1 - control)), np.uint64(1 << (n_qubits - 1 - target))
+        perm = perm[np.where(idx & cmask != 0, idx ^ tmask, idx)]
+    return perm

@@ -82,21 +82,17 @@ def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | N
 
 
 class ByDevice:
-    """``circuit.backend=auto``: the fused kernels for CPU tensors, the torch backend for CUDA tensors."""
+    """``circuit.backend=auto``: at each call, the backend :func:`resolve_backend` names for the angles' device."""
 
     def __init__(self, ansatz, dtype: torch.dtype, group_size: int | None):
         self.ansatz, self.dtype, self.group_size = ansatz, dtype, group_size
-        self._fused: FusedStatevector | None = None
-        self._torch: TorchStatevector | None = None
+        self.simulators: dict[str, FusedStatevector | TorchStatevector] = {}  # built on first use
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
-        if angles[0].device.type == "cpu":
-            if self._fused is None:
-                self._fused = FusedStatevector(self.ansatz, self.dtype)
-            return self._fused.probs(angles)
-        if self._torch is None:
-            self._torch = TorchStatevector(self.ansatz, dtype=self.dtype, group_size=self.group_size)
-        return self._torch.probs(angles)
+        name = resolve_backend("auto", angles[0].device)
+        if name not in self.simulators:
+            self.simulators[name] = make_simulator(self.ansatz, name, self.dtype, self.group_size)
+        return self.simulators[name].probs(angles)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from qt.quantum.ansatz import Ansatz
+from qt.quantum.ansatz import Ansatz, cnot_permutation
 
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -59,16 +59,6 @@ def compile_program(ansatz: Ansatz) -> tuple[np.ndarray, np.ndarray]:
     for key, row in perm_rows.items():
         perms[row] = cnot_permutation(n, key)
     return np.array(ops, dtype=np.int64).reshape(-1, 4), perms
-
-
-def cnot_permutation(n_qubits: int, pairs: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """P with ``state[P]`` = the state after the CNOTs (control, target), applied in order."""
-    idx = np.arange(2**n_qubits, dtype=np.uint64)
-    perm = idx.copy()
-    for control, target in pairs:
-        cmask, tmask = np.uint64(1 << (n_qubits - 1 - control)), np.uint64(1 << (n_qubits - 1 - target))
-        perm = perm[np.where(idx & cmask != 0, idx ^ tmask, idx)]
-    return perm
 
 
 class _FusedProbs(torch.autograd.Function):

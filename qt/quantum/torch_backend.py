@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from qt.quantum import gates
-from qt.quantum.ansatz import Ansatz
+from qt.quantum.ansatz import Ansatz, cnot_permutation
 
 _CNOT = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.float64)
 
@@ -125,13 +126,7 @@ class Perm:
 
 def permutation(n_qubits: int, gates_: list[Gate]) -> torch.Tensor:
     """Index permutation P with ``state[P]`` = the state after the CNOTs, applied in order."""
-    idx = torch.arange(2**n_qubits)
-    perm = idx.clone()
-    for g in gates_:
-        control, target = g.qubits
-        cmask, tmask = 1 << (n_qubits - 1 - control), 1 << (n_qubits - 1 - target)
-        perm = perm[torch.where(idx & cmask != 0, idx ^ tmask, idx)]
-    return perm
+    return torch.from_numpy(cnot_permutation(n_qubits, [g.qubits for g in gates_]).astype(np.int64))
 
 
 class _Permute(torch.autograd.Function):
