@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from qt.models import count_weights
+from qt.models import count_weights, default_init_stats
 from qt.quantum.circuit import QuantumCircuit
 
 Weights = dict[str, torch.Tensor]
@@ -32,6 +32,8 @@ class Learner(nn.Module):
         self.target = target
         self.shapes = [(name, p.shape) for name, p in target.named_parameters()]
         self.n_weights = count_weights(target)
+        #: per tensor: what the target's own default initialisation draws (for scale=init and the init report)
+        self.default_init = default_init_stats(target)
 
     def weights(self) -> Weights:
         raise NotImplementedError
@@ -56,6 +58,24 @@ class Learner(nn.Module):
             "trainable_params": trainable,
             "compression_ratio": self.n_weights / max(trainable, 1),
         }
+
+    @torch.no_grad()
+    def weight_report(self) -> dict[str, dict[str, float | None]]:
+        """Per target tensor, now: the std of its weights against the std its default init draws
+        (``std_ratio``, 1 = the same scale), and ``unit_mean_share``, the share of its variance
+        that is the output units' means (~1/fan_in for independent weights; near 1 when every
+        weight of a unit is alike, which makes the unit sum its inputs coherently)."""
+        report = {}
+        for name, w in self.weights().items():
+            w = w.detach().double()
+            std = float(w.std(unbiased=False)) if w.numel() > 1 else 0.0
+            ref = self.default_init[name].std
+            share = None
+            if w.dim() > 1 and w[0].numel() > 1 and std > 0:
+                units = w.reshape(w.shape[0], -1)
+                share = float(((units.mean(1) - w.mean()) ** 2).mean() / std**2)
+            report[name] = {"std": std, "default_std": ref, "std_ratio": std / ref if ref > 0 else None, "unit_mean_share": share}
+        return report
 
     @torch.no_grad()
     def export_state_dict(self) -> dict[str, torch.Tensor]:
@@ -99,8 +119,13 @@ class QTLearner(Learner):
         self.target.requires_grad_(False)
         self.n_qubits = qubits_for(self.n_weights, chunk)
         self.circuit = circuit(n_qubits=self.n_qubits)
+        stats = self.default_init
         self.mapping = mapping(
-            n_qubits=self.n_qubits, n_weights=self.n_weights, chunk=chunk, shapes=[shape for _, shape in self.shapes]
+            n_qubits=self.n_qubits,
+            n_weights=self.n_weights,
+            chunk=chunk,
+            shapes=[shape for _, shape in self.shapes],
+            init_stats=[(stats[name].std, stats[name].offset) for name, _ in self.shapes],
         )
 
     def weights(self) -> Weights:

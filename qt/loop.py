@@ -57,6 +57,7 @@ class TrainState:
     best_epoch: int | None = None
     rows: list[dict] = field(default_factory=list)
     acc: dict = field(default_factory=dict)  # partial-epoch sums
+    initial_loss: float | None = None  # cross-entropy of the first training batch, before any step
     wall_time_s: float = 0.0
     train_time_s: float = 0.0
     epoch_time_s: float = 0.0
@@ -137,6 +138,7 @@ class Trainer:
         self.fingerprint = fingerprint
         self.state = TrainState(acc=_zero_acc())
         self.step_times: list[float] = []
+        self.init_weights = learner.weight_report()  # before any resume: the weights at initialisation
         self.extra_checkpoint: dict = {}  # stored in last.pt as is (e.g. the run's Hydra config text)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -190,6 +192,9 @@ class Trainer:
             raise Diverged(
                 f"loss is {float(loss)} at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch + 1}"
             )
+        if self.state.initial_loss is None:
+            self.state.initial_loss = float(F.cross_entropy(logits.detach(), y))
+            self.log_initial_loss()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norms, grads = grad_norms(self.groups)
@@ -285,8 +290,41 @@ class Trainer:
         )
         return row
 
+    # -- the start: is the network where a classical one starts? --------------------------
+    def init_report(self) -> dict:
+        """summary.json's ``init``: first-step loss against chance, generated weights against the default init."""
+        return {
+            "first_step_loss": self.state.initial_loss,
+            "chance_loss": math.log(self.data.num_classes),
+            "tensors": self.init_weights,
+        }
+
+    def log_init_weights(self) -> None:
+        parts = []
+        for name, r in self.init_weights.items():
+            ratio = "-" if r["std_ratio"] is None else f"{r['std_ratio']:.2f}"
+            share = "" if r["unit_mean_share"] is None else f" ({r['unit_mean_share']:.2f})"
+            parts.append(f"{name} {ratio}{share}")
+        log.info("init: weight std / default-init std (unit-mean share): %s", ", ".join(parts))
+
+    def log_initial_loss(self) -> None:
+        loss, chance = self.state.initial_loss, math.log(self.data.num_classes)
+        if loss > 2 * chance:
+            log.warning(
+                "first-step loss %.4g is %.0fx chance (ln %d = %.2f): the network starts far from a trainable init "
+                "(see the init line above; mapping.scale=init gives each tensor its default-init scale)",
+                loss,
+                loss / chance,
+                self.data.num_classes,
+                chance,
+            )
+        else:
+            log.info("first-step loss %.4f (chance: ln %d = %.4f)", loss, self.data.num_classes, chance)
+
     def fit(self) -> None:
         """Train to ``epochs``; raises :class:`Diverged` on a non-finite loss."""
+        if self.state.global_step == 0:
+            self.log_init_weights()
         while self.state.epoch < self.cfg.epochs:
             self.train_epoch()
             self.end_epoch()

@@ -55,35 +55,71 @@ def fan_in(shape: Sequence[int]) -> int:
     return int(torch.Size(shape)[1:].numel())
 
 
-class TensorScale(nn.Module):
-    """Per-tensor standardisation of the generated weights with one learnable gain each.
+SCALES = ("none", "init", "tensor")
 
-    The mapping emits one flat vector for tensors that need very different scales (a 5x5
-    conv's fan-in is 25, the first linear layer's 192). Each weight tensor's slice is
-    standardised, (w - mean) / std, and multiplied by its gain, initialised to He's
-    sqrt(2 / fan_in); a 1-D tensor (a bias) is standardised the same way with its gain
-    starting at 0, so biases start at 0. One trainable scalar per tensor, counted in the
-    mapping's parameters. A target with normalisation layers gets their 1-D scales at 0
-    too: use ``scale=none`` there, or a target without them.
+
+class TensorScale(nn.Module):
+    """Gives each target tensor of the generated flat vector its own scale, with one learnable gain.
+
+    The mapping emits one flat vector for tensors that need very different scales, and its
+    output is a smooth function of the basis-state bits: at initialisation the weights of one
+    output unit (a row of a linear layer, a conv filter) share a large common component, so
+    every unit sums its (non-negative, post-ReLU) inputs coherently and activations grow by
+    ~sqrt(fan_in) per layer (first-step loss ~200 on ``cnn_qtt``; docs/initialisation.md).
+
+    ``scale="init"`` (the default in every preset but ``paper``): each output unit's weights
+    are centred (a unit of one weight has nothing to centre and is left as is), each tensor is
+    standardised and multiplied by its gain, initialised to the std the target's own default
+    initialisation draws for that tensor (``init_stats``: (std, offset) per tensor, from
+    :func:`qt.models.default_init_stats`); a tensor with a constant default init (a norm
+    layer's scale 1, shift 0) starts at that constant (its offset), gain 0.
+
+    ``scale="tensor"`` (before the change above; kept to reproduce earlier results): each
+    tensor standardised as a whole, gain initialised to He's sqrt(2 / fan_in), biases at 0.
+
+    One trainable scalar per tensor either way, counted in the mapping's parameters.
     """
 
-    def __init__(self, shapes: Sequence[Sequence[int]], eps: float = 1e-6):
+    def __init__(self, shapes: Sequence[Sequence[int]], mode: str = "init", init_stats: Sequence[tuple[float, float]] | None = None, eps: float = 1e-6):
         super().__init__()
-        sizes = [int(torch.Size(s).numel()) for s in shapes]
-        init = [(2.0 / fan_in(s)) ** 0.5 if len(s) > 1 else 0.0 for s in shapes]
-        self.gain = nn.Parameter(torch.tensor(init))
-        self.eps = float(eps)
-        # all tensors at once (segment sums), not a loop over tensors: ~14 ops per step instead of ~8 per tensor
-        self.register_buffer("segment", torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)), persistent=False)
+        shapes = [torch.Size(s) for s in shapes]
+        sizes = [s.numel() for s in shapes]
+        if mode == "init":
+            if init_stats is None or len(init_stats) != len(shapes):
+                raise ConfigError("mapping.scale=init needs the target's default-init statistics per tensor (qt passes them)")
+            # gain = unit * s: s in units of the default-init std, starting at 1 (a constant-init tensor: unit 1, s = 0),
+            # so one Adam step changes every tensor's scale by the same fraction, not a small tensor's sign
+            units_of_gain = [float(std) if std > 0 else 1.0 for std, _ in init_stats]
+            gains = [1.0 if std > 0 else 0.0 for std, _ in init_stats]
+            offsets = [float(off) for _, off in init_stats]
+            # output units: rows of dim 0 for weights with fan-in > 1, the whole tensor otherwise
+            units = [s[0] if len(s) > 1 and fan_in(s) > 1 else 1 for s in shapes]
+        elif mode == "tensor":
+            gains, offsets = [(2.0 / fan_in(s)) ** 0.5 if len(s) > 1 else 0.0 for s in shapes], [0.0] * len(shapes)
+            units_of_gain = [1.0] * len(shapes)
+            units = [1] * len(shapes)
+        else:
+            raise ConfigError(f"unknown mapping.scale '{mode}': use one of {', '.join(SCALES)}")
+        self.mode, self.eps = mode, float(eps)
+        self.gain = nn.Parameter(torch.tensor(gains))
+        # all tensors at once (segment sums), not a loop over tensors: a fixed dozen ops per step
+        tensor_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        unit_sizes = torch.tensor([size // u for size, u in zip(sizes, units) for _ in range(u)])
+        self.register_buffer("segment", tensor_of, persistent=False)
         self.register_buffer("counts", torch.tensor(sizes, dtype=torch.float32), persistent=False)
+        self.register_buffer("unit", torch.repeat_interleave(torch.arange(len(unit_sizes)), unit_sizes), persistent=False)
+        self.register_buffer("unit_counts", unit_sizes.float(), persistent=False)
+        self.register_buffer("offset", torch.tensor(offsets), persistent=False)
+        self.register_buffer("gain_unit", torch.tensor(units_of_gain), persistent=False)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        seg, counts = self.segment, self.counts.to(w.dtype)
-        mean = w.new_zeros(len(counts)).index_add(0, seg, w) / counts
-        z = w - mean[seg]
+        seg, counts, unit = self.segment, self.counts.to(w.dtype), self.unit
+        mean = w.new_zeros(len(self.unit_counts)).index_add(0, unit, w) / self.unit_counts.to(w.dtype)
+        z = w - mean[unit]  # a tensor's units all centred -> the tensor is centred too
         var = w.new_zeros(len(counts)).index_add(0, seg, z * z) / counts
-        # a one-element tensor has z = 0: it stays 0 (times its gain), as a standardised bias would
-        return z * (self.gain.to(w.dtype) / (var + self.eps).sqrt())[seg]
+        # a one-element tensor has z = 0: it stays at its offset, as a standardised bias would
+        gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
+        return z * (gain / (var + self.eps).sqrt())[seg] + self.offset.to(w.dtype)[seg]
 
 
 class WeightGenerator(nn.Module):
@@ -91,9 +127,12 @@ class WeightGenerator(nn.Module):
 
     For basis state i (i < ceil(M / chunk)) the MLP sees [bits(i), x_i] where x_i is p_i, or
     its rescaled form (:func:`rescale_probs`) when ``rescale`` is on, and emits ``chunk``
-    weights. The first M outputs are the target's weights; ``center`` subtracts their mean;
-    ``scale="tensor"`` standardises each target tensor and applies a learnable gain
-    (:class:`TensorScale`, needs ``shapes``, the target's parameter shapes in order).
+    weights. The first M outputs are the target's weights. ``scale="none"``: ``center``
+    subtracts their mean (the authors' generation); ``scale="init"`` or ``"tensor"``: each
+    target tensor gets its own scale and a learnable gain (:class:`TensorScale`, needs
+    ``shapes``, the target's parameter shapes in order, and for ``init`` its ``init_stats``).
+    With ``chunk > 1`` and ``scale="init"``, each of the ``chunk`` outputs is first centred
+    over the basis states, so that no offset repeats with period ``chunk`` through the weights.
     """
 
     def __init__(
@@ -111,6 +150,7 @@ class WeightGenerator(nn.Module):
         center: bool = True,
         scale: str = "none",
         shapes: Sequence[Sequence[int]] | None = None,
+        init_stats: Sequence[tuple[float, float]] | None = None,
     ):
         super().__init__()
         if int(chunk) < 1:
@@ -123,18 +163,22 @@ class WeightGenerator(nn.Module):
         self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
         self.mlp = MappingModel(self.n_qubits, hidden, activation, self.chunk)
         self.register_buffer("bits", basis_bits(self.n_qubits, self.n_states, bool(signed_bits)), persistent=False)
-        if scale not in ("none", "tensor"):
-            raise ConfigError(f"unknown mapping.scale '{scale}': use none or tensor")
+        if scale not in SCALES:
+            raise ConfigError(f"unknown mapping.scale '{scale}': use one of {', '.join(SCALES)}")
         self.scale: TensorScale | None = None
-        if scale == "tensor":
+        self.center_chunks = scale == "init" and self.chunk > 1
+        if scale != "none":
             if shapes is None or sum(int(torch.Size(s).numel()) for s in shapes) != self.n_weights:
-                raise ConfigError("mapping.scale=tensor needs the target's parameter shapes (qt passes them)")
-            self.scale = TensorScale(shapes)
+                raise ConfigError(f"mapping.scale={scale} needs the target's parameter shapes (qt passes them)")
+            self.scale = TensorScale(shapes, scale, init_stats)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         p = probs[: self.n_states].to(self.bits.dtype)
         x = rescale_probs(p, self.n_qubits, self.gamma, self.beta, self.alpha) if self.rescale else p
-        w = self.mlp(torch.cat([self.bits, x[:, None]], dim=1)).reshape(-1)[: self.n_weights]
+        out = self.mlp(torch.cat([self.bits, x[:, None]], dim=1))
+        if self.center_chunks:
+            out = out - out.mean(0)
+        w = out.reshape(-1)[: self.n_weights]
         if self.scale is not None:
             return self.scale(w)  # standardises each tensor: a global centring first would change nothing
         return w - w.mean() if self.center else w

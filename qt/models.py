@@ -6,7 +6,9 @@ are the presets in ``conf/model/``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -55,3 +57,48 @@ class SimpleCNN(nn.Module):
 def count_weights(module: nn.Module) -> int:
     """M: the number of trainable-by-default weights of a target network."""
     return sum(p.numel() for p in module.parameters())
+
+
+@dataclass(frozen=True)
+class InitStats:
+    """What a target's own default initialisation draws for one parameter tensor.
+
+    ``std``: the standard deviation of its values over fresh draws (0 for a constant init,
+    e.g. a norm layer's scale of 1); ``offset``: the constant a constant init sets, else 0.
+    """
+
+    std: float
+    offset: float
+
+
+def default_init_stats(target: nn.Module, min_values: int = 4096, max_values: int = 1 << 20) -> dict[str, InitStats]:
+    """Per parameter of ``target``: the statistics of the target's own default initialisation.
+
+    Measured, not assumed, so any ``torch.nn`` target works: each submodule of a copy that
+    has ``reset_parameters`` is re-initialised until its smallest tensor has pooled
+    ``min_values`` values (a 10-element bias needs hundreds of draws, a 100k-weight layer
+    one), at most ``max_values`` values per module, under a forked RNG so the caller's
+    random stream is untouched. A parameter no ``reset_parameters`` owns counts as drawn once.
+    """
+    probe = copy.deepcopy(target).cpu()
+    pooled: dict[str, list[torch.Tensor]] = {name: [p.detach().reshape(-1).double()] for name, p in probe.named_parameters()}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        for prefix, module in probe.named_modules():
+            own = [(f"{prefix}.{n}" if prefix else n, p) for n, p in module.named_parameters(recurse=False)]
+            if not own or not hasattr(module, "reset_parameters"):
+                continue
+            size, smallest = sum(p.numel() for _, p in own), min(p.numel() for _, p in own)
+            draws = max(1, min(-(-int(min_values) // smallest), int(max_values) // size))
+            for name, _ in own:
+                pooled[name] = []
+            for _ in range(draws):
+                module.reset_parameters()
+                for name, p in own:
+                    pooled[name].append(p.detach().reshape(-1).double())
+    stats = {}
+    for name, values in pooled.items():
+        v = torch.cat(values)
+        std = float(v.std(unbiased=False))
+        constant = std <= 1e-12 * max(float(v.abs().max()), 1.0)
+        stats[name] = InitStats(std=0.0 if constant else std, offset=float(v[0]) if constant else 0.0)
+    return stats

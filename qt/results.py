@@ -5,7 +5,7 @@ Run dir layout::
     .hydra/config.yaml      the composed config (Hydra)
     train.log               the log (Hydra)
     metrics.csv             one row per finished epoch, columns METRIC_COLUMNS
-    summary.json            SUMMARY_KEYS; rewritten at start (status "running") and at the end
+    summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
     curves.png              loss and accuracy curves
     checkpoints/last.pt     full training state for resume (written atomically)
     checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
@@ -50,6 +50,7 @@ SUMMARY_KEYS = [
     "reason",
     "mode",
     "params",
+    "init",
     "best_val_acc",
     "best_epoch",
     "val_loss",

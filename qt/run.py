@@ -224,43 +224,45 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    write_summary(run_dir, {**base, "status": "running"})
+
+    def summary(**fields) -> dict:
+        return {**base, "init": trainer.init_report(), **fields}
+
+    write_summary(run_dir, summary(status="running"))
     try:
         trainer.fit()
     except Diverged as e:
         st = trainer.state
-        summary = {
-            **base,
-            "status": "diverged",
-            "reason": str(e),
-            "best_val_acc": st.best_val_acc if st.best_epoch else None,
-            "best_epoch": st.best_epoch,
-            "epochs_completed": st.epoch,
-            "steps": st.global_step,
-            "wall_time_s": st.wall_time_s,
-            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        write_summary(run_dir, summary)
+        diverged = summary(
+            status="diverged",
+            reason=str(e),
+            best_val_acc=st.best_val_acc if st.best_epoch else None,
+            best_epoch=st.best_epoch,
+            epochs_completed=st.epoch,
+            steps=st.global_step,
+            wall_time_s=st.wall_time_s,
+            finished_at=dt.datetime.now().isoformat(timespec="seconds"),
+        )
+        write_summary(run_dir, diverged)
         log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
-        return objective_values(summary, cfg.objective)
+        return objective_values(diverged, cfg.objective)
     except BaseException as e:  # a crash or an interrupt mid-training: say so in the summary, keep last.pt
         st = trainer.state
         write_summary(
             run_dir,
-            {
-                **base,
-                "status": "failed",
-                "reason": f"{type(e).__name__}: {e}",
-                "epochs_completed": st.epoch,
-                "steps": st.global_step,
-                "wall_time_s": st.wall_time_s,
-                "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-            },
+            summary(
+                status="failed",
+                reason=f"{type(e).__name__}: {e}",
+                epochs_completed=st.epoch,
+                steps=st.global_step,
+                wall_time_s=st.wall_time_s,
+                finished_at=dt.datetime.now().isoformat(timespec="seconds"),
+            ),
         )
         raise
     final = trainer.final_metrics()
-    summary = {**base, **final, "status": "completed", "finished_at": dt.datetime.now().isoformat(timespec="seconds")}
-    write_summary(run_dir, summary)
+    completed = summary(**final, status="completed", finished_at=dt.datetime.now().isoformat(timespec="seconds"))
+    write_summary(run_dir, completed)
     log.info(
         "done: best val acc %.4f (epoch %s), test acc %.4f, test loss %.4f, %.1fs; results in %s",
         final["best_val_acc"],
@@ -270,7 +272,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         final["wall_time_s"],
         run_dir,
     )
-    return objective_values(summary, cfg.objective)
+    return objective_values(completed, cfg.objective)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:
