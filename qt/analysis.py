@@ -62,6 +62,7 @@ COLUMNS = [
     "mapping_params",
     "trainable_params",
     "compression_ratio",
+    "first_step_loss",
     "best_val_acc",
     "best_epoch",
     "test_acc",
@@ -129,6 +130,7 @@ def flatten_run(run_dir: Path) -> dict:
         if row.get("test_loss") is not None and row.get("train_loss") is not None:
             row["gen_gap"] = row["test_loss"] - row["train_loss"]
         row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
+        row["first_step_loss"] = (summary.get("init") or {}).get("first_step_loss")
     choices = _choices(run_dir)
     mode = cfg.get("mode")
     circuit = cfg.get("circuit") or {}

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from qt.config import compose_config
 from qt.learner import Learner
 from qt.quantum import QuantumCircuit
 from qt.quantum.pennylane_backend import PennyLaneBackend
@@ -46,7 +47,6 @@ ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
 RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3", "n_blocks=16"]}
 #: what each training-step column runs, as overrides added to a recipe's
 STEP_VARIANTS = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -182,12 +182,9 @@ def section_scaling(repeats: int) -> str:
 
 def recipe_learner(overrides: list[str]) -> Learner:
     """The learner that ``python -m qt.train OVERRIDES`` trains (same composition, same builder)."""
-    from hydra import compose, initialize_config_dir
-
     from qt.run import build_learner
 
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose(config_name="train", overrides=list(overrides))
+    cfg = compose_config(overrides)
     torch.manual_seed(0)
     return build_learner(cfg)
 

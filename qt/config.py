@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from qt.errors import ConfigError
+
+#: the config tree (conf/train.yaml and its groups)
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 MODES = ("qt", "classical")
 DEVICES = ("cpu", "cuda", "auto")
@@ -98,3 +103,11 @@ def trusted_targets() -> tuple[str, ...]:
     """
     extra = [t.strip() for t in os.environ.get("QT_TRUSTED_TARGETS", "").split(",") if t.strip()]
     return ("qt.*", "torch.optim.*", "torch.nn.*", *extra)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``python -m qt.train OVERRIDES`` composes (for tools that build a run's objects without running it)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="train", overrides=list(overrides))

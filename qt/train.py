@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qt.config import trusted_targets
+from qt.config import CONF_DIR, trusted_targets
 from qt.errors import QTError, RunDirError
 from qt.run import objective_values, record_failure, run
 
@@ -71,9 +71,6 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
     if any(math.isnan(v) for v in values) and not multirun:
         sys.exit(EXIT_DIVERGED)
     return value
-
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | None:

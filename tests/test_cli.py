@@ -174,7 +174,7 @@ def test_full_mnist_trains(tmp_path, shared_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = summary(run_dir)
     assert s["data_sizes"] == {"train": 48000, "val": 12000, "test": 10000}
-    assert s["test_acc"] > 0.5  # QT needs ~200 steps before it leaves chance
+    assert s["test_acc"] > 0.9  # 500 steps; QT leaves chance in its first steps (docs/initialisation.md)
     json.dumps(s)
 
 
