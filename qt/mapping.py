@@ -67,10 +67,14 @@ class TensorScale(nn.Module):
     every unit sums its (non-negative, post-ReLU) inputs coherently and activations grow by
     ~sqrt(fan_in) per layer (first-step loss ~200 on ``cnn_qtt``; docs/initialisation.md).
 
-    ``scale="init"`` (the default in every preset but ``paper``): each output unit's weights
-    are centred (a unit of one weight has nothing to centre and is left as is), each tensor is
-    standardised and multiplied by its gain, initialised to the std the target's own default
-    initialisation draws for that tensor (``init_stats``: (std, offset) per tensor, from
+    The same smoothness gives every unit the same pattern over its inputs, so the units of a
+    layer start as near copies of each other (for a large target, enough to keep it at chance).
+
+    ``scale="init"`` (the default in every preset but ``paper``): each weight tensor is
+    double-centred, each output unit's weights to mean 0 and then each input position's
+    weights across the units to mean 0 (a unit of one weight has nothing to centre and is
+    left as is; a bias is centred as a whole), each tensor is standardised and multiplied
+    by its gain, in units of the std the target's own default initialisation draws for that tensor (``init_stats``: (std, offset) per tensor, from
     :func:`qt.models.default_init_stats`); a tensor with a constant default init (a norm
     layer's scale 1, shift 0) starts at that constant (its offset), gain 0.
 
@@ -92,7 +96,8 @@ class TensorScale(nn.Module):
             units_of_gain = [float(std) if std > 0 else 1.0 for std, _ in init_stats]
             gains = [1.0 if std > 0 else 0.0 for std, _ in init_stats]
             offsets = [float(off) for _, off in init_stats]
-            # output units: rows of dim 0 for weights with fan-in > 1, the whole tensor otherwise
+            # rows (dim 0: output units) of weights with fan-in > 1 are centred, then their columns
+            # (one input position across the units) when there are several units; otherwise the whole tensor
             units = [s[0] if len(s) > 1 and fan_in(s) > 1 else 1 for s in shapes]
         elif mode == "tensor":
             gains, offsets = [(2.0 / fan_in(s)) ** 0.5 if len(s) > 1 else 0.0 for s in shapes], [0.0] * len(shapes)
@@ -109,6 +114,15 @@ class TensorScale(nn.Module):
         self.register_buffer("counts", torch.tensor(sizes, dtype=torch.float32), persistent=False)
         self.register_buffer("unit", torch.repeat_interleave(torch.arange(len(unit_sizes)), unit_sizes), persistent=False)
         self.register_buffer("unit_counts", unit_sizes.float(), persistent=False)
+        # input positions: (tensor, position within a unit) for tensors with several units, one group per other tensor
+        first, cols = 0, []
+        for size, u in zip(sizes, units):
+            cols.append(first + torch.arange(size) % (size // u) if u > 1 else torch.full((size,), first))
+            first += size // u if u > 1 else 1
+        column = torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long)
+        self.center_columns = mode == "init" and any(u > 1 for u in units)
+        self.register_buffer("column", column, persistent=False)
+        self.register_buffer("column_counts", torch.bincount(column, minlength=first).float(), persistent=False)
         self.register_buffer("offset", torch.tensor(offsets), persistent=False)
         self.register_buffer("gain_unit", torch.tensor(units_of_gain), persistent=False)
 
@@ -116,6 +130,9 @@ class TensorScale(nn.Module):
         seg, counts, unit = self.segment, self.counts.to(w.dtype), self.unit
         mean = w.new_zeros(len(self.unit_counts)).index_add(0, unit, w) / self.unit_counts.to(w.dtype)
         z = w - mean[unit]  # a tensor's units all centred -> the tensor is centred too
+        if self.center_columns:  # and each input position's mean over the units: no input shared by all units
+            col_mean = w.new_zeros(len(self.column_counts)).index_add(0, self.column, z) / self.column_counts.to(w.dtype)
+            z = z - col_mean[self.column]
         var = w.new_zeros(len(counts)).index_add(0, seg, z * z) / counts
         # a one-element tensor has z = 0: it stays at its offset, as a standardised bias would
         gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
