@@ -60,21 +60,37 @@ class Learner(nn.Module):
         }
 
     @torch.no_grad()
-    def weight_report(self) -> dict[str, dict[str, float | None]]:
-        """Per target tensor, now: the std of its weights against the std its default init draws
-        (``std_ratio``, 1 = the same scale), and ``unit_mean_share``, the share of its variance
-        that is the output units' means (~1/fan_in for independent weights; near 1 when every
-        weight of a unit is alike, which makes the unit sum its inputs coherently)."""
+    def weight_report(self, max_units: int = 256) -> dict[str, dict[str, float | None]]:
+        """Per target tensor, now, against what the target's default init draws:
+
+        ``std_ratio``: its std over the default init's (1 = the same scale);
+        ``unit_mean_share``: the share of its variance in the output units' means (~1/fan_in
+        for independent weights; large when a unit's weights are alike, so that it sums its
+        inputs coherently); ``unit_similarity``: the mean |cosine| between output units'
+        weight vectors (first ``max_units``; ~0.8/sqrt(fan_in) for independent weights, near 1
+        when the units are copies of each other). Shares and similarities need a weight
+        tensor with several inputs (and units); None otherwise.
+        """
         report = {}
         for name, w in self.weights().items():
             w = w.detach().double()
             std = float(w.std(unbiased=False)) if w.numel() > 1 else 0.0
             ref = self.default_init[name].std
-            share = None
+            share = similarity = None
             if w.dim() > 1 and w[0].numel() > 1 and std > 0:
                 units = w.reshape(w.shape[0], -1)
                 share = float(((units.mean(1) - w.mean()) ** 2).mean() / std**2)
-            report[name] = {"std": std, "default_std": ref, "std_ratio": std / ref if ref > 0 else None, "unit_mean_share": share}
+                if units.shape[0] > 1:
+                    u = torch.nn.functional.normalize(units[:max_units], dim=1)
+                    k = u.shape[0]
+                    similarity = float(((u @ u.T).abs().sum() - k) / (k * k - k))
+            report[name] = {
+                "std": std,
+                "default_std": ref,
+                "std_ratio": std / ref if ref > 0 else None,
+                "unit_mean_share": share,
+                "unit_similarity": similarity,
+            }
         return report
 
     @torch.no_grad()

@@ -303,9 +303,11 @@ class Trainer:
         parts = []
         for name, r in self.init_weights.items():
             ratio = "-" if r["std_ratio"] is None else f"{r['std_ratio']:.2f}"
-            share = "" if r["unit_mean_share"] is None else f" ({r['unit_mean_share']:.2f})"
-            parts.append(f"{name} {ratio}{share}")
-        log.info("init: weight std / default-init std (unit-mean share): %s", ", ".join(parts))
+            shape = "" if r["unit_mean_share"] is None else f" ({r['unit_mean_share']:.2f}"
+            if r["unit_similarity"] is not None:
+                shape += f", {r['unit_similarity']:.2f}"
+            parts.append(f"{name} {ratio}{shape + ')' if shape else ''}")
+        log.info("init: weight std / default-init std (unit-mean share, unit similarity): %s", ", ".join(parts))
 
     def log_initial_loss(self) -> None:
         loss, chance = self.state.initial_loss, math.log(self.data.num_classes)

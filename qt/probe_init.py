@@ -9,7 +9,9 @@ cross-entropy (chance is ln(classes)), the std of the logits, and each conv/line
 output std divided by the same layer's output std in the target at its own default
 initialisation (same seed, same batch): 1 means the signal keeps the scale PyTorch's init
 gives it. ``--tensors`` adds, per target tensor, the generated std against the default
-init's and the share of its variance in the output units' means (``Learner.weight_report``).
+init's, the share of its variance in the output units' means, and the mean |cosine|
+between its output units (``Learner.weight_report``), for the generated network and for
+``mode=classical`` alike.
 Nothing is trained and nothing is written.
 """
 
@@ -65,6 +67,10 @@ def probe(overrides: list[str], seeds: int, batch: int) -> dict:
     }
 
 
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help='one run\'s overrides per argument, e.g. "" "circuit=u3 n_blocks=16"')
@@ -84,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| `{run or 'default'}` | {loss} | {r['chance']:.2f} | {r['logit_std']:.2f} | {layers} |")
     if args.tensors:
         for run, r in results.items():
-            print(f"\n`{run or 'default'}`, seed 0\n\n| tensor | generated std | default-init std | ratio | unit-mean share |\n|---|---|---|---|---|")
+            print(f"\n`{run or 'default'}`, seed 0\n")
+            print("| tensor | generated std | default-init std | ratio | unit-mean share | unit similarity |\n|---|---|---|---|---|---|")
             for name, t in r["report"].items():
-                ratio = "-" if t["std_ratio"] is None else f"{t['std_ratio']:.2f}"
-                share = "-" if t["unit_mean_share"] is None else f"{t['unit_mean_share']:.3f}"
-                print(f"| {name} | {t['std']:.4f} | {t['default_std']:.4f} | {ratio} | {share} |")
+                cells = [_fmt(t["std_ratio"], 2), _fmt(t["unit_mean_share"], 3), _fmt(t["unit_similarity"], 2)]
+                print(f"| {name} | {t['std']:.4f} | {t['default_std']:.4f} | " + " | ".join(cells) + " |")
     return 0
 
 
