@@ -124,7 +124,9 @@ class TensorScale(nn.Module):
         self.register_buffer("column", column, persistent=False)
         self.register_buffer("column_counts", torch.bincount(column, minlength=first).float(), persistent=False)
         self.register_buffer("offset", torch.tensor(offsets), persistent=False)
-        self.register_buffer("gain_unit", torch.tensor(units_of_gain), persistent=False)
+        # saved with the learner (init mode): std0 is measured from random draws, so a learner rebuilt
+        # elsewhere (export, a notebook) must take the training run's values, not draw its own
+        self.register_buffer("gain_unit", torch.tensor(units_of_gain), persistent=mode == "init")
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         seg, counts, unit = self.segment, self.counts.to(w.dtype), self.unit

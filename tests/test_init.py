@@ -161,3 +161,14 @@ def test_a_bad_start_is_visible_at_step_zero(tmp_path):
     log = (run_dir / "train.log").read_text()
     assert "weight std / default-init std" in log and "x chance" in log
     assert load_runs(run_dir)["first_step_loss"].iloc[0] == pytest.approx(init["first_step_loss"])  # what reports read
+
+
+def test_a_rebuilt_learner_generates_the_same_weights_from_the_saved_state():
+    """std0 comes from random draws: the saved state carries it, so export and notebooks see the trained network exactly."""
+    trained = learner_for("n_blocks=2", seed=0)
+    torch.manual_seed(123)  # another RNG state: its own draws would give a slightly different std0
+    rebuilt = build_learner(compose_cfg("n_blocks=2"))
+    assert not torch.equal(rebuilt.mapping.scale.gain_unit, trained.mapping.scale.gain_unit)
+    rebuilt.load_state_dict(trained.state_dict())
+    for name, w in trained.weights().items():
+        assert torch.equal(w, rebuilt.weights()[name]), name
