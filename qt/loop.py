@@ -139,6 +139,7 @@ class Trainer:
         self.state = TrainState(acc=_zero_acc())
         self.step_times: list[float] = []
         self.init_weights = learner.weight_report()  # before any resume: the weights at initialisation
+        self.chance_loss = math.log(self.data.num_classes)  # cross-entropy of a uniform guess
         self.extra_checkpoint: dict = {}  # stored in last.pt as is (e.g. the run's Hydra config text)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -295,7 +296,7 @@ class Trainer:
         """summary.json's ``init``: first-step loss against chance, generated weights against the default init."""
         return {
             "first_step_loss": self.state.initial_loss,
-            "chance_loss": math.log(self.data.num_classes),
+            "chance_loss": self.chance_loss,
             "tensors": self.init_weights,
         }
 
@@ -310,7 +311,7 @@ class Trainer:
         log.info("init: weight std / default-init std (unit-mean share, unit similarity): %s", ", ".join(parts))
 
     def log_initial_loss(self) -> None:
-        loss, chance = self.state.initial_loss, math.log(self.data.num_classes)
+        loss, chance = self.state.initial_loss, self.chance_loss
         if loss > 2 * chance:
             log.warning(
                 "first-step loss %.4g is %.0fx chance (ln %d = %.2f): the network starts far from a trainable init "

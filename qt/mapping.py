@@ -73,8 +73,9 @@ class TensorScale(nn.Module):
     ``scale="init"`` (the default in every preset but ``paper``): each weight tensor is
     double-centred, each output unit's weights to mean 0 and then each input position's
     weights across the units to mean 0 (a unit of one weight has nothing to centre and is
-    left as is; a bias is centred as a whole), each tensor is standardised and multiplied
-    by its gain, in units of the std the target's own default initialisation draws for that tensor (``init_stats``: (std, offset) per tensor, from
+    left as is; a bias is centred as a whole); each tensor is standardised and multiplied
+    by its gain, in units of the std the target's own default initialisation draws for
+    that tensor (``init_stats``: (std, offset) per tensor, from
     :func:`qt.models.default_init_stats`); a tensor with a constant default init (a norm
     layer's scale 1, shift 0) starts at that constant (its offset), gain 0.
 
@@ -84,7 +85,13 @@ class TensorScale(nn.Module):
     One trainable scalar per tensor either way, counted in the mapping's parameters.
     """
 
-    def __init__(self, shapes: Sequence[Sequence[int]], mode: str = "init", init_stats: Sequence[tuple[float, float]] | None = None, eps: float = 1e-6):
+    def __init__(
+        self,
+        shapes: Sequence[Sequence[int]],
+        mode: str = "init",
+        init_stats: Sequence[tuple[float, float]] | None = None,
+        eps: float = 1e-6,
+    ):
         super().__init__()
         shapes = [torch.Size(s) for s in shapes]
         sizes = [s.numel() for s in shapes]
@@ -105,7 +112,7 @@ class TensorScale(nn.Module):
             units = [1] * len(shapes)
         else:
             raise ConfigError(f"unknown mapping.scale '{mode}': use one of {', '.join(SCALES)}")
-        self.mode, self.eps = mode, float(eps)
+        self.eps = float(eps)
         self.gain = nn.Parameter(torch.tensor(gains))
         # all tensors at once (segment sums), not a loop over tensors: a fixed dozen ops per step
         tensor_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
