@@ -7,7 +7,7 @@ One row per run, read from the one results schema (``summary.json``, ``metrics.c
 the flattened config (dataset, mode, variant, generator, model, circuit, n_blocks, layout, mapping, optimizer,
 lr, clip norm, batch size, seed, loss, shots, ...), parameter counts, metrics
 (best val acc, test acc, train/test loss, generalization gap = test CE - train CE, epochs,
-wall time, step time) and status: ``completed``, ``diverged``, ``failed`` or
+training time, wall time, step time) and status: ``completed``, ``diverged``, ``failed`` or
 ``incomplete`` (a run that never finished, or a dir without a readable summary). Run dirs
 written by a newer schema are reported with status ``unsupported``, not crashed on.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from qt.config import variant_of
 from qt.results import SCHEMA_VERSION
 
 #: columns every frame has, in this order (then any extra config columns, sorted)
@@ -70,6 +71,7 @@ COLUMNS = [
     "test_loss",
     "gen_gap",
     "epochs_completed",
+    "train_time_s",
     "wall_time_s",
     "step_time_s",
     "teacher_test_acc",
@@ -125,8 +127,10 @@ def flatten_run(run_dir: Path) -> dict:
         params = summary.get("params") or {}
         for key in ("target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio"):
             row[key] = params.get(key)
-        for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "wall_time_s", "step_time_s"):
+        for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
             row[key] = summary.get(key)
+        if version == 1:  # v1's wall_time_s was training steps plus per-epoch validation: neither time of v2
+            row["wall_time_s"] = None
         if row.get("test_loss") is not None and row.get("train_loss") is not None:
             row["gen_gap"] = row["test_loss"] - row["train_loss"]
         row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
@@ -142,7 +146,7 @@ def flatten_run(run_dir: Path) -> dict:
         dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
         experiment=choices.get("experiment"),
         mode=mode,
-        variant=choices.get("variant"),
+        variant=variant_of(cfg) if cfg else choices.get("variant"),
         model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
         optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),
         lr=optimizer.get("lr"),

@@ -33,11 +33,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import torch
 
-from qt.config import compose_config
+from qt.config import compose_config, trusted
 from qt.learner import Learner
 from qt.quantum import QuantumCircuit
 from qt.quantum.pennylane_backend import PennyLaneBackend
@@ -337,4 +336,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with trusted():
+        sys.exit(main())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from qt.errors import ConfigError
+from qt.results import OBJECTIVES, objective_names
 
 #: the config tree (conf/train.yaml and its groups)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -25,7 +27,22 @@ RESUME_FREE_KEYS = (
     "trainer.threads",
     "paths",
     "objective",
+    "max_trainable_params",
 )
+
+
+def variant_of(cfg: Any) -> str:
+    """The control a config is, read from the keys that make it (``mode``, ``generator``, ``circuit.freeze``).
+
+    ``variant=NAME`` sets those keys; a run launched with them directly (``mode=classical``)
+    is the same control and is labelled the same.
+    """
+    if cfg.get("mode") == "classical":
+        return "classical"
+    frozen = bool((cfg.get("circuit") or {}).get("freeze"))
+    if cfg.get("generator", "quantum") == "classical":
+        return "fixed_vector" if frozen else "classical_generator"
+    return "frozen" if frozen else "qt"
 
 
 def _positive(value, name: str, hint: str, integer: bool = False) -> None:
@@ -38,10 +55,7 @@ def _positive(value, name: str, hint: str, integer: bool = False) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    from qt.run import OBJECTIVES
-
-    objective = cfg.get("objective", "best_val_acc")
-    names = [objective] if isinstance(objective, str) else list(objective)
+    names = objective_names(cfg.get("objective", "best_val_acc"))
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown or not names:
         raise ConfigError(f"unknown objective {unknown or names}: choose from {', '.join(OBJECTIVES)}")
@@ -60,19 +74,35 @@ def validate(cfg: DictConfig) -> None:
     if t.device not in DEVICES:
         raise ConfigError(f"unknown trainer.device '{t.device}': use cpu, cuda or auto")
     _positive(cfg.optimizer.get("lr"), "optimizer.lr", "set e.g. optimizer.lr=1e-2")
+    budget = cfg.get("max_trainable_params")
+    if budget is not None:
+        _positive(budget, "max_trainable_params", "set a parameter budget, or max_trainable_params=null for none", integer=True)
     if cfg.mode == "qt":
         n_blocks = cfg.circuit.get("n_blocks")
         if not (isinstance(n_blocks, int) and not isinstance(n_blocks, bool) and n_blocks >= 1):
             raise ConfigError(f"n_blocks must be an integer >= 1 (got {n_blocks!r}): set n_blocks=1 or more")
+        scale = cfg.circuit.get("init_scale", 1.0)
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale >= 0):
+            raise ConfigError(f"circuit.init_scale must be a number >= 0 (got {scale!r}): angles start in [0, 2*pi*init_scale)")
         chunk = cfg.mapping.get("chunk", 1)
         if not (isinstance(chunk, int) and chunk >= 1):
             raise ConfigError(f"mapping.chunk must be an integer >= 1 (got {chunk!r})")
 
 
+def _scheduler_resume_free(container: dict) -> tuple[str, ...]:
+    """Keys of a qt scheduler that may change on resume (its ``resume_free``, e.g. the cosine's T_max)."""
+    target = (container.get("scheduler") or {}).get("_target_")
+    if not (isinstance(target, str) and target.startswith("qt.")):
+        return ()
+    from hydra.utils import get_class
+
+    return tuple(getattr(get_class(target), "resume_free", ()))
+
+
 def fingerprint(cfg: DictConfig) -> dict:
     """The resolved config minus keys that may change on resume: what a resumed run must match."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in RESUME_FREE_KEYS:
+    for dotted in (*RESUME_FREE_KEYS, *(f"scheduler.{k}" for k in _scheduler_resume_free(container))):
         node = container
         *parents, leaf = dotted.split(".")
         for p in parents:
@@ -105,9 +135,86 @@ def trusted_targets() -> tuple[str, ...]:
     return ("qt.*", "torch.optim.*", "torch.nn.*", *extra)
 
 
+def trusted():
+    """Context for building objects from a config outside ``hydra.main`` (tools, export): the same
+    execution whitelist the entry point gives Hydra, so no config can name an untrusted callable."""
+    from hydra.utils import execution_whitelist
+
+    return execution_whitelist(trusted_targets())
+
+
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config ``python -m qt.train OVERRIDES`` composes (for tools that build a run's objects without running it)."""
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
         return compose(config_name="train", overrides=list(overrides))
+
+
+def _flat_keys(node: Any, prefix: str = "") -> set[str]:
+    """Dotted keys of the leaves of a YAML mapping (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]} if prefix else set()
+    out: set[str] = set()
+    for k, v in node.items():
+        out |= _flat_keys(v, f"{prefix}{k}.")
+    return out
+
+
+def option_keys(group: str, option: str, conf_dir: Path = CONF_DIR) -> set[str]:
+    """Dotted config keys a group option's YAML file sets (its package applied; options it extends included)."""
+    path = conf_dir / group / f"{option}.yaml"
+    if not path.is_file():
+        return set()
+    text = path.read_text()
+    body = OmegaConf.to_container(OmegaConf.create(text)) or {}
+    keys: set[str] = set()
+    for entry in body.pop("defaults", None) or []:
+        if isinstance(entry, str) and entry != "_self_" and "/" not in entry:
+            keys |= option_keys(group, entry, conf_dir)  # an option of the same group it extends
+    body.pop("hydra", None)
+    prefix = "" if "@package _global_" in text else f"{group}."
+    return keys | _flat_keys(body, prefix)
+
+
+def experiment_choices(experiment: str, conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """The group options an experiment file selects (its ``override /GROUP: OPTION`` entries)."""
+    path = conf_dir / "experiment" / f"{experiment}.yaml"
+    body = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    out = {}
+    for entry in (body or {}).get("defaults") or []:
+        if isinstance(entry, dict):
+            for key, option in entry.items():
+                out[key.removeprefix("override ").lstrip("/")] = str(option)
+    return out
+
+
+def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """One-line message when the experiment file would silently replace values of a group option the user chose.
+
+    Experiment files are merged last, so ``experiment=mnist_1500 optimizer=sgd`` would train SGD
+    at the experiment's Adam learning rate without a word. A value the user typed as well
+    (``optimizer.lr=0.1``) settles it.
+    """
+    if not experiment:
+        return None
+    set_by_experiment = option_keys("experiment", experiment, conf_dir)
+    own = experiment_choices(experiment, conf_dir)
+    pairs = [o.lstrip("+~").split("=", 1) for o in overrides if "=" in o]
+    typed = [key for key, _ in pairs if not (conf_dir / key).is_dir()]  # values, not group choices
+    for group, value in pairs:
+        if group == "experiment" or group.startswith("hydra") or not (conf_dir / group).is_dir():
+            continue
+        for option in filter(None, (v.strip() for v in value.split(","))):
+            if option == own.get(group):
+                continue  # the experiment's own choice: its values are meant for it
+            clash = sorted(
+                k for k in set_by_experiment & option_keys(group, option, conf_dir)
+                if not any(k == t or k.startswith(t + ".") for t in typed)
+            )
+            if clash:
+                return (
+                    f"experiment={experiment} sets {', '.join(clash)} for its own {group}, which would silently replace "
+                    f"the value{'s' if len(clash) > 1 else ''} of {group}={option}: give {clash[0]}=VALUE too, or drop {group}={option}"
+                )
+    return None

@@ -5,7 +5,7 @@
 The file holds the target's ``state_dict`` (the weights the circuit + mapping generated at
 the best validation epoch) and the target's model config. Loading it needs no quantum code:
 
-    ckpt = torch.load(FILE)
+    ckpt = torch.load(FILE, weights_only=True)       # tensors and plain values only
     model = qt.models.SimpleCNN(**ckpt["model_kwargs"])   # or hydra.utils.instantiate(ckpt["model"])
     model.load_state_dict(ckpt["state_dict"])
 
@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import execution_whitelist, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qt.config import trusted_targets
+from qt.config import trusted
 from qt.errors import QTError
 from qt.loop import evaluate
 from qt.learner import ClassicalLearner
@@ -45,7 +45,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> Path:
     best = run_dir / "checkpoints" / "best.pt"
     if not best.exists():
         raise QTError(f"{run_dir} has no checkpoints/best.pt (the run finished no epoch): train it first")
-    with execution_whitelist(trusted_targets()):
+    with trusted():
         learner = build_learner(cfg)
     learner.load_state_dict(load_checkpoint(best)["learner"])
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
@@ -65,17 +65,27 @@ def export_run(run_dir: Path, out: Path | None = None) -> Path:
 
 
 def load_exported(path: Path) -> torch.nn.Module:
-    """The exported target network as an ordinary torch module (eval mode)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    with execution_whitelist(trusted_targets()):
-        model = instantiate(ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
+    """The exported target network as an ordinary torch module (eval mode).
+
+    Loaded as tensors and plain values only (no unpickling of objects), and the network is
+    built from its config only if its ``_target_`` is trusted (qt.config.trusted_targets).
+    """
+    ckpt = load_checkpoint(path)
+    if not (isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("state_dict"), dict)):
+        raise QTError(f"{path} is not a qt export (no 'model' config and 'state_dict'): use a file written by python -m qt.export")
+    try:
+        with trusted():
+            model = instantiate(ckpt["model"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:  # noqa: BLE001 - an untrusted _target_, a model that does not build, mismatched weights
+        said = " ".join(str(e).split()) or type(e).__name__
+        raise QTError(f"{path}: cannot rebuild its network ({said[:300]}): use a file written by python -m qt.export") from None
     return model.eval()
 
 
 def evaluate_exported(path: Path, run_dir: Path) -> float:
     cfg = run_config(run_dir)
-    with execution_whitelist(trusted_targets()):
+    with trusted():
         data = instantiate(cfg.dataset).load()
     model = load_exported(path)
     _, acc = evaluate(ClassicalLearner(model), data.test, int(cfg.trainer.eval_batch_size))

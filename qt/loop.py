@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qt.data import DataSplits, Split
+from qt.errors import RunDirError
 from qt.learner import Learner
 from qt.losses import CrossEntropy
 from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
@@ -58,9 +59,9 @@ class TrainState:
     rows: list[dict] = field(default_factory=list)
     acc: dict = field(default_factory=dict)  # partial-epoch sums
     initial_loss: float | None = None  # cross-entropy of the first training batch, before any step
-    wall_time_s: float = 0.0
-    train_time_s: float = 0.0
-    epoch_time_s: float = 0.0
+    train_time_s: float = 0.0  # in training steps (forward, backward, optimizer), all sessions
+    wall_time_s: float = 0.0  # the whole run up to the last checkpoint, all sessions (see Trainer.elapsed)
+    epoch_train_time_s: float = 0.0  # training steps of the current epoch
 
 
 class Diverged(Exception):
@@ -103,6 +104,20 @@ def grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> tuple[dict[str, t
     return norms, grads
 
 
+def rng_states() -> dict:
+    """The global random states a step may draw from (finite-shot sampling, dropout): CPU and every CUDA device."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if states.get("cuda") is not None:
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        else:
+            log.warning("the checkpoint holds CUDA random states but torch sees no GPU: random draws will differ from the run's")
+
+
 def clip_(grads: list[torch.Tensor], total_norm: torch.Tensor, max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_`` given the norm already computed: scale by min(1, max / (norm + 1e-6))."""
     coef = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
@@ -141,16 +156,23 @@ class Trainer:
         self.init_weights = learner.weight_report()  # before any resume: the weights at initialisation
         self.chance_loss = math.log(self.data.num_classes)  # cross-entropy of a uniform guess
         self.extra_checkpoint: dict = {}  # stored in last.pt as is (e.g. the run's Hydra config text)
+        self.clock = time.perf_counter()  # this session's start (run() sets it to when the run began)
+        self.previous_sessions_s = 0.0  # wall time of the sessions before a resume
+
+    def elapsed(self) -> float:
+        """Wall time of the run: earlier sessions (up to their last checkpoint) plus this one so far."""
+        return self.previous_sessions_s + time.perf_counter() - self.clock
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_last(self) -> None:
+        self.state.wall_time_s = self.elapsed()
         save_checkpoint(
             {
                 "learner": self.learner.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "state": asdict(self.state),
-                "torch_rng": torch.get_rng_state(),
+                "rng": rng_states(),
                 "fingerprint": self.fingerprint,
                 **self.extra_checkpoint,
             },
@@ -166,8 +188,15 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt["scheduler"] is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
+        unknown = set(ckpt["state"]) - {f.name for f in fields(TrainState)}
+        if unknown:
+            raise RunDirError(
+                f"{path} was written by another qt version (training state {sorted(unknown)}): "
+                "choose another hydra.run.dir, or delete that folder to start over"
+            )
         self.state = TrainState(**ckpt["state"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        self.previous_sessions_s = self.state.wall_time_s
+        restore_rng_states(ckpt["rng"])
         log.info(
             "resumed from %s: epoch %d, step %d of the epoch (global step %d)",
             path,
@@ -229,8 +258,7 @@ class Trainer:
             dt = time.perf_counter() - t0
             self.step_times.append(dt)
             st.train_time_s += dt
-            st.epoch_time_s += dt
-            st.wall_time_s += dt
+            st.epoch_train_time_s += dt
             st.step_in_epoch = b + 1
             st.global_step += 1
             bar.update(1)
@@ -242,7 +270,6 @@ class Trainer:
 
     def end_epoch(self) -> dict:
         st = self.state
-        t0 = time.perf_counter()
         val_loss, val_acc = evaluate(self.learner, self.data.val, self.cfg.eval_batch_size)
         acc = st.acc
         row = {
@@ -253,8 +280,8 @@ class Trainer:
             "val_loss": val_loss,
             "val_acc": val_acc,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "epoch_time_s": st.epoch_time_s,
-            "steps_per_s": acc["steps"] / st.epoch_time_s if st.epoch_time_s > 0 else None,
+            "epoch_train_time_s": st.epoch_train_time_s,
+            "steps_per_s": acc["steps"] / st.epoch_train_time_s if st.epoch_train_time_s > 0 else None,
         }
         for name in ("circuit", "mapping", "target"):
             if name in acc["gn"]:
@@ -268,11 +295,10 @@ class Trainer:
         st.epoch += 1
         st.step_in_epoch = 0
         st.acc = _zero_acc()
-        st.epoch_time_s = 0.0
+        st.epoch_train_time_s = 0.0
         if val_acc > st.best_val_acc:
             st.best_val_acc, st.best_epoch = val_acc, row["epoch"]
             save_checkpoint({"learner": self.learner.state_dict(), "epoch": row["epoch"]}, self.ckpt_dir / "best.pt")
-        st.wall_time_s += time.perf_counter() - t0
         self.save_last()
         write_metrics(self.run_dir, st.rows)
         plot_curves(self.run_dir, st.rows)
@@ -286,7 +312,7 @@ class Trainer:
             val_loss,
             val_acc,
             gn,
-            row["epoch_time_s"],
+            row["epoch_train_time_s"],
             row["steps_per_s"] or 0.0,
         )
         return row
@@ -352,6 +378,7 @@ class Trainer:
             "train_loss": train_loss,
             "epochs_completed": st.epoch,
             "steps": st.global_step,
-            "wall_time_s": st.wall_time_s,
+            "train_time_s": st.train_time_s,
+            "wall_time_s": self.elapsed(),
             "step_time_s": statistics.median(self.step_times) if self.step_times else None,
         }

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from qt.config import compose_config
+from qt.config import compose_config, trusted
 from qt.run import build_learner
 
 
@@ -99,4 +99,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with trusted():
+        raise SystemExit(main())

@@ -123,7 +123,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
             gen_gap=g.gen_gap.mean(),
             epochs_completed=g.epochs_completed.mean(),
             wall_time_s=g.wall_time_s.mean(),
-            epoch_time_s=(g.wall_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
+            epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
             best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
         )
         records.append(rec)
@@ -133,7 +133,7 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
     ).reset_index(drop=True)
     shown = [f for f in factors if f not in ("dataset", "model", "mode")]
     header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", "best val acc %", "trainable (QNN / mapping)",
-              "compression", "gen. gap", "epochs done", "wall s", "s / epoch"]
+              "compression", "gen. gap", "epochs done", "wall s", "train s / epoch"]
     for rec in grouped.to_dict("records"):
         mode = rec["mode"] + (" (baseline)" if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])

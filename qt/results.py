@@ -4,12 +4,17 @@ Run dir layout::
 
     .hydra/config.yaml      the composed config (Hydra)
     train.log               the log (Hydra)
-    metrics.csv             one row per finished epoch, columns METRIC_COLUMNS
+    metrics.csv             one row per finished epoch, columns METRIC_COLUMNS (epoch_train_time_s:
+                            the epoch's training steps; validation and checkpoints not included)
     summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
     curves.png              loss and accuracy curves
     checkpoints/last.pt     full training state for resume (written atomically)
     checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
 
+Times in summary.json: ``train_time_s`` is the time spent in training steps (forward,
+backward, optimizer), ``wall_time_s`` the whole run (data loading, training, validation,
+checkpoints, plots, final evaluation), both summed over resumed sessions (a killed session
+counts up to its last checkpoint); ``step_time_s`` is the median training step.
 ``status`` is one of STATUSES. Older or half-written run dirs are detected with
 :func:`read_summary` (schema_version, missing file) rather than crashed on.
 """
@@ -20,13 +25,17 @@ import csv
 import json
 import math
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-SCHEMA_VERSION = 1
+from qt.errors import QTError
+
+#: 2: ``train_time_s`` (training steps) and ``wall_time_s`` (the whole run) replace v1's ``wall_time_s``
+SCHEMA_VERSION = 2
 STATUSES = ("running", "completed", "diverged", "failed")
 
 METRIC_COLUMNS = [
@@ -40,7 +49,7 @@ METRIC_COLUMNS = [
     "grad_norm_circuit",
     "grad_norm_mapping",
     "grad_norm_target",
-    "epoch_time_s",
+    "epoch_train_time_s",
     "steps_per_s",
 ]
 
@@ -60,6 +69,7 @@ SUMMARY_KEYS = [
     "train_loss",
     "epochs_completed",
     "steps",
+    "train_time_s",
     "wall_time_s",
     "step_time_s",
     "data_sizes",
@@ -69,6 +79,39 @@ SUMMARY_KEYS = [
     "versions",
     "config",
 ]
+
+
+#: summary fields a run can be judged by (``objective=NAME``, or a list for multi-objective
+#: searches), each with the direction a sweep optimises it in: the one definition of both
+OBJECTIVES = {
+    "best_val_acc": "maximize",
+    "val_loss": "minimize",
+    "train_loss": "minimize",
+    "trainable_params": "minimize",
+    "compression_ratio": "maximize",
+    "train_time_s": "minimize",
+    "wall_time_s": "minimize",
+}
+
+
+def objective_names(objective: Any) -> list[str]:
+    """``objective`` (a name or a list of names) as a list."""
+    return [objective] if isinstance(objective, str) else list(objective)
+
+
+def objective_directions(objective: Any) -> list[str]:
+    """The direction ("maximize" / "minimize") of each objective, in order."""
+    return [OBJECTIVES[name] for name in objective_names(objective)]
+
+
+def objective_values(summary: dict | None, objective: Any) -> float | tuple[float, ...]:
+    """The objective(s) of a run from its summary; NaN unless the run completed (a sweep records NaN as failed)."""
+    completed = bool(summary) and summary.get("status") == "completed"
+    values = []
+    for name in objective_names(objective):
+        value = (summary or {}).get(name, ((summary or {}).get("params") or {}).get(name))
+        values.append(float(value) if completed and value is not None else math.nan)
+    return values[0] if isinstance(objective, str) else tuple(values)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -91,7 +134,23 @@ def save_checkpoint(obj: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A file qt wrote (checkpoint or export), loaded as tensors and plain values only.
+
+    ``weights_only=True``: unpickling arbitrary objects can run code from the file, and qt
+    never stores any. A file that holds them, or is no torch file, is a one-line QTError.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise QTError(
+            f"{path} holds Python objects other than tensors and plain values, which qt never writes: not loaded "
+            "(unpickling it could run code from it); use a file qt wrote"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - not a torch file (torch raises KeyError, RuntimeError, EOFError, ...)
+        raise QTError(f"{path} is not a readable torch file ({type(e).__name__}): use a file qt wrote") from None
+    if not isinstance(obj, dict):
+        raise QTError(f"{path} does not hold a dict of tensors and values as qt's files do: use a file qt wrote")
+    return obj
 
 
 def _clean(value: Any) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import platform
 import random
+import time
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from qt.learner import ClassicalLearner, Learner, QTLearner, qubits_for
 from qt.models import count_weights
 from qt.loop import Diverged, Trainer, TrainerConfig
 from qt.quantum.circuit import estimate_memory_bytes, resolve_backend
-from qt.results import load_checkpoint, read_summary, write_summary
+from qt.results import load_checkpoint, objective_values, read_summary, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def available_memory_bytes(device: torch.device) -> int:
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes (psutil on the host: Linux, macOS, Windows); None if unreadable."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62  # unknown: do not block
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception as e:  # noqa: BLE001 - an unreadable host: say so, do not guess
+        log.warning("cannot read the available memory (%s): the memory guard is off for this run", e)
+        return None
 
 
 def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learner:
@@ -79,12 +79,24 @@ def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.devi
     widths = n_qubits + 1 + sum(int(h) for h in cfg.mapping.get("hidden", [])) + chunk
     need += 2**n_qubits * widths * 4 * 3  # mapping activations over all basis states
     have = available_memory_bytes(device)
-    if need > 0.9 * have:
+    if have is not None and need > 0.9 * have:
         raise ConfigError(
             f"the target has {n_weights:,} weights -> {n_qubits} qubits; simulating them on {circuit.get('backend')} "
             f"needs ~{need / 2**30:.1f} GiB but {device.type} has {have / 2**30:.1f} GiB free: use a smaller model, "
             "mapping.chunk=K (K weights per basis state) or fewer n_blocks"
         )
+
+
+def check_budget(cfg: DictConfig, table: dict) -> None:
+    """One-line error when a QT learner has more trainable parameters than ``max_trainable_params``."""
+    budget = cfg.get("max_trainable_params")
+    if budget is None or table["mode"] != "qt" or table["trainable_params"] <= budget:
+        return
+    raise ConfigError(
+        f"this config has {table['trainable_params']:,} trainable parameters (generator {table['qnn_params']:,}, "
+        f"mapping {table['mapping_params']:,}), over max_trainable_params={budget:,}: lower n_blocks or the mapping's "
+        "widths, or lift the budget with max_trainable_params=null"
+    )
 
 
 def format_param_table(table: dict) -> str:
@@ -154,24 +166,10 @@ def _protect_run_dir(run_dir: Path, fp: dict) -> None:
         )
 
 
-#: summary fields a sweep may optimise (``objective=NAME`` or a list for multi-objective searches)
-OBJECTIVES = ("best_val_acc", "val_loss", "train_loss", "trainable_params", "compression_ratio", "wall_time_s")
-
-
-def objective_values(summary: dict | None, objective) -> float | tuple[float, ...]:
-    """The objective(s) of a run from its summary; NaN unless the run completed (a sweep records NaN as failed)."""
-    names = [objective] if isinstance(objective, str) else list(objective)
-    completed = bool(summary) and summary.get("status") == "completed"
-    values = []
-    for name in names:
-        value = (summary or {}).get(name, ((summary or {}).get("params") or {}).get(name))
-        values.append(float(value) if completed and value is not None else math.nan)
-    return values[0] if isinstance(objective, str) else tuple(values)
-
-
 def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
     """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy)."""
     started = dt.datetime.now().isoformat(timespec="seconds")
+    clock = time.perf_counter()
     validate(cfg)
     tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
     run_dir = Path(run_dir)
@@ -195,6 +193,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
     learner = build_learner(cfg, device)
     table = learner.param_table()
     log.info("%s", format_param_table(table))
+    check_budget(cfg, table)
 
     loss_fn = instantiate(cfg.loss) if cfg.get("loss") else None
     teacher = describe_teacher(loss_fn, data, tcfg.eval_batch_size, device)
@@ -209,9 +208,12 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         fingerprint=fp,
         loss_fn=loss_fn,
     )
+    trainer.clock = clock  # wall time counts from the start of run(): data loading and building too
     hydra_dir = run_dir / ".hydra"
     trainer.extra_checkpoint = {"hydra_files": {p.name: p.read_text() for p in sorted(hydra_dir.glob("*.yaml"))}}
     resumed = trainer.try_resume()
+    if resumed and previous and previous.get("status") == "completed":
+        log.info("continuing the completed %d-epoch run to %d epochs", previous.get("epochs_completed", 0), tcfg.epochs)
     if resumed and previous and previous.get("started_at"):
         started = previous["started_at"]
 
@@ -240,7 +242,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
             best_epoch=st.best_epoch,
             epochs_completed=st.epoch,
             steps=st.global_step,
-            wall_time_s=st.wall_time_s,
+            train_time_s=st.train_time_s,
+            wall_time_s=trainer.elapsed(),
             finished_at=dt.datetime.now().isoformat(timespec="seconds"),
         )
         write_summary(run_dir, diverged)
@@ -255,7 +258,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
                 reason=f"{type(e).__name__}: {e}",
                 epochs_completed=st.epoch,
                 steps=st.global_step,
-                wall_time_s=st.wall_time_s,
+                train_time_s=st.train_time_s,
+                wall_time_s=trainer.elapsed(),
                 finished_at=dt.datetime.now().isoformat(timespec="seconds"),
             ),
         )

@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from qt.results import read_summary
+from qt.results import objective_directions, objective_names, objective_values, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,13 @@ def _load_study(config: DictConfig):
     import optuna
 
     try:
-        return optuna.load_study(study_name=sweeper.study_name, storage=make_storage(sweeper.storage))
+        study = optuna.load_study(study_name=sweeper.study_name, storage=make_storage(sweeper.storage))
     except KeyError:
         return None
+    home = study.user_attrs.get("qt_sweep_dir")
+    if home is not None and home != str(Path(config.hydra.sweep.dir).resolve()):
+        return None  # another sweep dir's study (the sweeper refused this command)
+    return study
 
 
 def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_acc") -> dict:
@@ -80,7 +84,7 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
     import optuna
 
     sweep_dir = Path(sweep_dir)
-    names = [objective] if isinstance(objective, str) else list(objective)
+    names = objective_names(objective)
     rows: list[dict] = []
     if study is not None:
         for t in study.get_trials(deepcopy=False):
@@ -99,8 +103,6 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
             }
             rows.append(row)
     else:
-        from qt.run import objective_values
-
         for run_dir in job_dirs(sweep_dir):
             summary = read_summary(run_dir) or {}
             values = objective_values(summary, objective)
@@ -113,7 +115,7 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
                     "run_status": summary.get("status", "incomplete"),
                     **{f"value_{n}": (v if completed else None) for n, v in zip(names, values)},
                     **{f"param_{k}": v for k, v in sorted(_overrides(run_dir).items())},
-                    "duration_s": summary.get("wall_time_s"),
+                    "duration_s": summary.get("wall_time_s"),  # the run's whole wall time (all sessions)
                     "run_dir": str(run_dir),
                     "reason": summary.get("reason"),
                 }
@@ -142,8 +144,7 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
                        best_run_dir=best.user_attrs.get("run_dir"))
         else:
             key = f"value_{names[0]}"
-            maximize = names[0] not in ("val_loss", "train_loss", "trainable_params", "wall_time_s")
-            best = (max if maximize else min)(complete, key=lambda r: r[key])
+            best = (max if objective_directions(names)[0] == "maximize" else min)(complete, key=lambda r: r[key])
             out.update(best_trial=best["trial"], best_value=best[key], best_run_dir=best["run_dir"],
                        best_params={k[6:]: v for k, v in best.items() if k.startswith("param_")})
     else:
@@ -181,7 +182,10 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         try:
-            out = write_sweep_summary(sweep_dir, _load_study(config), config.get("objective", "best_val_acc"))
+            study = _load_study(config)
+            if study is None and not job_dirs(sweep_dir):
+                return  # nothing ran here
+            out = write_sweep_summary(sweep_dir, study, config.get("objective", "best_val_acc"))
         except Exception as e:  # noqa: BLE001 - a summary problem must not turn a finished sweep into a failure
             log.warning("could not write the sweep summary: %s", e)
             return

@@ -20,9 +20,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qt.config import CONF_DIR, trusted_targets
-from qt.errors import QTError, RunDirError
-from qt.run import objective_values, record_failure, run
+from qt.config import CONF_DIR, experiment_conflict, trusted_targets
+from qt.errors import ConfigError, QTError, RunDirError
+from qt.results import objective_values
+from qt.run import record_failure, run
 
 log = logging.getLogger("qt.train")
 
@@ -43,6 +44,19 @@ def threads_per_job(hc) -> int | None:
     return None
 
 
+def check_invocation(hc, multirun: bool) -> None:
+    """What only the invocation shows: an experiment overriding a chosen option, a sweep config run without -m."""
+    problem = experiment_conflict(hc.runtime.choices.get("experiment"), list(hc.overrides.task))
+    if problem:
+        raise ConfigError(problem)
+    params = hc.sweeper.get("params")
+    if not multirun and params:
+        raise ConfigError(
+            f"this config defines a sweep over {', '.join(params)} (hydra.sweeper.params): "
+            "run it as a multirun, python -m qt.train -m ..."
+        )
+
+
 @hydra.main(config_path="../conf", config_name="train", execution_whitelist=trusted_targets())
 def main(cfg: DictConfig) -> float | tuple[float, ...]:
     hc = HydraConfig.get()
@@ -52,6 +66,7 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
     if multirun and cfg.trainer.get("threads") is None and (threads := threads_per_job(hc)):
         torch.set_num_threads(threads)
     try:
+        check_invocation(hc, multirun)
         value = run(cfg, run_dir)
     except QTError as e:
         log.error("%s", e)

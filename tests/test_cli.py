@@ -72,7 +72,7 @@ def test_export_reproduces_test_accuracy(qt_run):
     recorded = summary(run_dir)["test_acc"]
     assert f"test accuracy of the exported model: {recorded:.4f}" in proc.stdout
     # loading needs only torch and the plain classical module
-    ckpt = torch.load(out, weights_only=False)
+    ckpt = torch.load(out, weights_only=True)
     from qt.models import SimpleCNN
 
     model = SimpleCNN(**ckpt["model_kwargs"])
@@ -106,7 +106,12 @@ def test_different_config_in_same_dir_is_refused_and_nothing_changes(qt_run):
         (["optimizer.lr=-1"], "optimizer.lr must be positive"),
         (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer"),
         (["dataset=mnist", "paths.data_dir=/nonexistent/data"], "MNIST not found"),
-        (["circuit=u3", "model.hidden=[100000]"], "GiB"),
+        (["circuit.backend=torch", "n_blocks=1000000000"], "GiB"),  # ~180,000 GiB: fails the guard on any machine
+        (["circuit.init_scale=x"], "circuit.init_scale must be"),
+        (["max_trainable_params=100"], "over max_trainable_params=100"),
+        (["experiment=mnist_1500", "dataset=mnist_5k", "optimizer=sgd"], "experiment=mnist_1500 sets optimizer.lr"),
+        (["experiment=ablation"], "run it as a multirun"),
+        (["+sweep=lr_blocks_clip"], "run it as a multirun"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, message):
@@ -149,7 +154,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert summary(run_dir)["status"] == "running"  # really killed mid-run
-    step = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["state"]["global_step"]
+    step = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["global_step"]
     assert step < 36
 
     resumed = run_train(run_dir, *args)

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import execution_whitelist, instantiate
 
-from qt.config import trusted_targets, validate
+from qt.config import compose_config, trusted_targets, validate
 from qt.errors import ConfigError
 from qt.run import build_learner
 from qt.train import check_group_options
@@ -16,8 +15,7 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def cfg_with(*overrides):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def options(group):

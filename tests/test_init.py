@@ -7,11 +7,11 @@ from functools import partial
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import ROOT, TINY, run_train, summary
+from conftest import TINY, run_train, summary
 from qt.analysis import load_runs
+from qt.config import compose_config
 from qt.learner import QTLearner
 from qt.mapping import WeightGenerator
 from qt.models import SimpleCNN, default_init_stats
@@ -22,8 +22,7 @@ LN10 = math.log(10)
 
 
 def compose_cfg(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def learner_for(*overrides, seed=0):

@@ -32,6 +32,22 @@ def optuna_args(sweep_dir, name="s", *extra):
     ]
 
 
+def kill_mid_second_job(sweep_dir, *args):
+    """Start a multirun and SIGKILL its whole process group once job 0 is done and job 1 is mid-training."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *args],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    t0 = time.time()
+    while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists():
+        assert proc.poll() is None, "the multirun ended before it could be interrupted"
+        assert time.time() - t0 < 300
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def load(sweep_dir, name="s"):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir}/study.db")
 
@@ -116,18 +132,7 @@ def test_every_trial_failing_ends_with_a_clear_summary(tmp_path):
 def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path):
     d = tmp_path / "sweep"
     args = optuna_args(d, "s", "trainer.limit_train_batches=40", "trainer.checkpoint_every=2", "n_blocks=choice(2)")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={d}", *args, "hydra.sweeper.n_trials=3"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    t0 = time.time()
-    while not (d / "1" / "checkpoints" / "last.pt").exists():  # trial 0 done, trial 1 mid-training
-        assert proc.poll() is None, "sweep ended before it could be interrupted"
-        assert time.time() - t0 < 300
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_mid_second_job(d, *args, "hydra.sweeper.n_trials=3")
     first = (d / "0" / "summary.json").read_text()
     assert json.loads(first)["status"] == "completed"
 
@@ -224,3 +229,80 @@ def test_journal_storage_for_shared_file_systems(tmp_path):
     study.tell(t, 0.5)
     again = optuna.load_study(study_name="x", storage=make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}"))
     assert [tr.value for tr in again.trials] == [0.5]
+
+
+def test_searches_in_two_fresh_sweep_dirs_each_run_their_own_trials(tmp_path):
+    """The named search's own storage lives in its sweep dir: a new dir is a new search, the same dir resumes."""
+    for d in (tmp_path / "a", tmp_path / "b"):
+        proc = multirun(d, "+sweep=lr_blocks_clip", *FAST, "hydra.sweeper.n_trials=2", "n_blocks=range(1,3)")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        study = optuna.load_study(study_name="lr_blocks_clip", storage=f"sqlite:///{d}/study.db")
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+        assert all(t.user_attrs["run_dir"].startswith(str(d)) for t in study.trials)
+        assert json.loads((d / "sweep_summary.json").read_text())["best_run_dir"].startswith(str(d))
+
+
+def test_a_study_in_a_shared_storage_belongs_to_its_sweep_dir(tmp_path):
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path}/shared.db"
+    first = multirun(tmp_path / "a", "+sweep=lr_blocks_clip", *FAST, "hydra.sweeper.n_trials=1", storage)
+    assert first.returncode == 0, first.stderr[-3000:]
+    other = multirun(tmp_path / "b", "+sweep=lr_blocks_clip", *FAST, "hydra.sweeper.n_trials=2", storage)
+    err = [line for line in other.stderr.splitlines() if line.startswith("error")]
+    assert other.returncode == 2 and len(err) == 1 and f"hydra.sweep.dir={tmp_path / 'a'}" in err[0]
+    assert not (tmp_path / "b" / "sweep_summary.json").exists()  # nothing summarised from another sweep's study
+    assert len(optuna.load_study(study_name="lr_blocks_clip", storage=storage.split("=", 1)[1]).trials) == 1
+
+
+def test_the_search_direction_follows_the_objective(tmp_path):
+    d = tmp_path / "min"
+    proc = multirun(d, *optuna_args(d), "objective=val_loss", "hydra.sweeper.n_trials=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [x.name for x in load(d).directions] == ["MINIMIZE"]
+    d = tmp_path / "clash"
+    proc = multirun(d, *optuna_args(d), "objective=val_loss", "hydra.sweeper.direction=maximize")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: hydra.sweeper.direction") and "val_loss" in last
+
+
+def test_max_failure_rate_stops_the_search(tmp_path):
+    d = tmp_path / "sweep"
+    proc = multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=0.0", "n_blocks=choice(0)")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "max_failure_rate=0.0" in last and "3 trials to go" in last
+    assert len(load(d).trials) == 1 and json.loads((d / "sweep_summary.json").read_text())["states"] == {"FAIL": 1}
+    bad = multirun(tmp_path / "x", *optuna_args(tmp_path / "x"), "hydra.sweeper.max_failure_rate=2")
+    assert bad.returncode == 2 and "max_failure_rate must be in [0, 1]" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_a_trial_raising_a_non_qt_exception_is_recorded_and_the_sweep_goes_on(tmp_path):
+    d = tmp_path / "sweep"
+    # torch's Adam refuses a negative weight decay with a ValueError: an error from outside qt
+    proc = multirun(d, *optuna_args(d), "hydra/sweeper/sampler=grid", "optimizer.weight_decay=choice(0.0,-1.0)",
+                    "n_blocks=choice(1)", "optimizer.lr=choice(0.01)", "trainer.clip_norm=choice(10)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = {t.params["optimizer.weight_decay"]: t for t in load(d).trials}
+    assert states[0.0].state.name == "COMPLETE"
+    assert states[-1.0].state.name == "FAIL" and "ValueError" in states[-1.0].user_attrs["fail_reason"]
+    assert summary(states[-1.0].user_attrs["run_dir"])["status"] == "failed"
+
+
+def test_an_interrupted_grid_resumes_and_finishes(tmp_path):
+    d = tmp_path / "grid"
+    args = ["+sweep=ablation_grid", "circuit=ry_cnot", "n_blocks=1,2", "mapping=shallow", "seed=0", *FAST,
+            "trainer.limit_train_batches=40", "trainer.checkpoint_every=2"]
+    kill_mid_second_job(d, *args)
+    first = (d / "0" / "summary.json").read_text()
+    again = multirun(d, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (d / "0" / "summary.json").read_text() == first and again.stdout.count("nothing to do") == 1
+    assert summary(d / "1")["status"] == "completed" and "resumed from" in (d / "1" / "train.log").read_text()
+    assert sorted(p.name for p in d.iterdir() if p.name.isdigit()) == ["0", "1"]
+    assert json.loads((d / "sweep_summary.json").read_text())["states"] == {"COMPLETE": 2}
+
+
+def test_a_storage_password_is_never_logged():
+    from hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper import shown_storage
+
+    assert shown_storage("postgresql://alice:s3cret@db.lab:5432/studies") == "postgresql://alice:***@db.lab:5432/studies"
+    assert shown_storage("sqlite:///outputs/sweeps/x/study.db") == "sqlite:///outputs/sweeps/x/study.db"

@@ -16,8 +16,13 @@ the stock sweeper:
   user attribute ``fail_reason``, and its run dir's summary.json); the sweep goes on;
 * at the end the sweep dir gets trials.csv, sweep_summary.json and a plot; if every trial
   failed, the sweep ends with a one-line account and exit status 1, not a traceback;
-* a study is tied to the fixed overrides it was created with: resuming it with different
-  ones is refused (choose another ``hydra.sweeper.study_name``).
+* a study is tied to the fixed overrides it was created with and to its sweep dir: resuming
+  it with different overrides, or from another sweep dir, is refused in one line (choose
+  another ``hydra.sweeper.study_name``, or the study's own ``hydra.sweep.dir``);
+* ``hydra.sweeper.direction`` is derived from ``objective`` (qt.results.OBJECTIVES); one
+  given by hand must agree with it;
+* ``hydra.sweeper.max_failure_rate`` (default 1.0: never stop) stops the search, with the
+  summary written and exit status 1, once more than that share of its finished trials failed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +53,8 @@ INTERRUPTED = "interrupted"
 @dataclass
 class QtOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper.QtOptunaSweeper"
+    direction: Any = None  # null: from the objective; given, it must agree with it
+    max_failure_rate: float = 1.0  # stop once failed / finished trials exceed it (1.0: never)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="qt_optuna", node=QtOptunaSweeperConf, provider="qt")
@@ -54,6 +63,17 @@ ConfigStore.instance().store(group="hydra/sweeper", name="qt_optuna", node=QtOpt
 def next_job_index(sweep_dir: Path) -> int:
     nums = [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()] if sweep_dir.is_dir() else []
     return max(nums) + 1 if nums else 0
+
+
+def refuse(message: str, status: int = 2) -> None:
+    """A sweep-level user error: one line on stderr, then exit."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def shown_storage(storage: Any) -> str:
+    """A storage URL as it may be logged: any password masked."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(storage))
 
 
 def tell(study: optuna.Study, number: int, values: Any = None, state: TrialState | None = None) -> None:
@@ -68,6 +88,24 @@ def tell(study: optuna.Study, number: int, values: Any = None, state: TrialState
 class QtOptunaSweeperImpl(OptunaSweeperImpl):
     def _objective(self) -> Any:
         return OmegaConf.to_container(self.config, resolve=False).get("objective", "best_val_acc")
+
+    def _directions(self) -> list[str]:
+        """The objective's directions; a ``hydra.sweeper.direction`` given by hand must agree."""
+        from qt.results import OBJECTIVES, objective_directions, objective_names
+
+        objective = self._objective()
+        unknown = [n for n in objective_names(objective) if n not in OBJECTIVES]
+        if unknown:
+            refuse(f"unknown objective {unknown}: choose from {', '.join(OBJECTIVES)}")
+        derived = objective_directions(objective)
+        if self.direction is not None:
+            given = [str(d).lower() for d in self._get_directions()]
+            if given != derived:
+                refuse(
+                    f"hydra.sweeper.direction={given} disagrees with objective={objective} ({derived}): "
+                    "drop hydra.sweeper.direction (qt derives it from the objective)"
+                )
+        return derived
 
     def _fail(self, study: optuna.Study, number: int, reason: str) -> None:
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
@@ -93,8 +131,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _reconcile(self, study: optuna.Study) -> None:
         """Trials a killed sweep left RUNNING: record finished ones, re-queue the others in their run dir."""
-        from qt.results import read_summary
-        from qt.run import objective_values
+        from qt.results import objective_values, read_summary
 
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             run_dir = t.user_attrs.get("run_dir")
@@ -107,93 +144,126 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             if run_dir:
                 study.enqueue_trial(t.params, user_attrs={"resume_subdir": Path(run_dir).name, "retry_of": t.number})
 
-    def sweep(self, arguments: list[str]) -> None:
-        from qt.sweep import make_storage, write_sweep_summary
-
+    def _search_space(self, arguments: list[str]) -> tuple[dict, dict, list[str]]:
+        """(distributions, fixed params, fixed overrides) from the config's params and the command line."""
         self._process_searchspace_config()
         params_conf = self._parse_sweeper_params_config()
         params_conf.extend(arguments)
-        is_grid = isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler
         space, fixed_params, fixed_overrides = create_params_from_overrides(params_conf)
         for name in fixed_params:  # a value fixed on the command line replaces the config's search range
             space.pop(name, None)
-        if is_grid:
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
             grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
             self.sampler = self.sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-        directions = self._get_directions()
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        return space, fixed_params, fixed_overrides
+
+    def _open_study(self, directions: list[str], signature: list[str], sweep_dir: Path) -> optuna.Study:
+        """Create or resume the study; refuse one created with other fixed overrides or for another sweep dir."""
+        from qt.sweep import make_storage
 
         study = optuna.create_study(
-            study_name=self.study_name,
-            storage=make_storage(self.storage),
-            sampler=self.sampler,
-            directions=directions,
-            load_if_exists=True,
+            study_name=self.study_name, storage=make_storage(self.storage), sampler=self.sampler,
+            directions=directions, load_if_exists=True,
         )
-        signature = sorted([*fixed_overrides, *(f"{k}={v}" for k, v in fixed_params.items())])
-        previous = study.user_attrs.get("qt_fixed_overrides")
-        if previous is None:
-            study.set_user_attr("qt_fixed_overrides", signature)
-        elif previous != signature:
-            print(
-                f"error: study '{study.study_name}' was created with overrides {previous}, this command has {signature}: "
-                "rerun with the same overrides, or set hydra.sweeper.study_name=NEW for a new study",
-                file=sys.stderr,
+        if list(study.directions) and [d.name.lower() for d in study.directions] != directions:
+            refuse(
+                f"study '{study.study_name}' optimises {[d.name.lower() for d in study.directions]}, this objective needs "
+                f"{directions}: set hydra.sweeper.study_name=NEW for a new study"
             )
-            sys.exit(2)
+        home = str(sweep_dir.resolve())
+        for key, value, what in (("qt_fixed_overrides", signature, "overrides"), ("qt_sweep_dir", home, "sweep dir")):
+            previous = study.user_attrs.get(key)
+            if previous is None:
+                study.set_user_attr(key, value)
+            elif previous != value:
+                hint = f"hydra.sweep.dir={previous} to resume it" if key == "qt_sweep_dir" else "the same overrides"
+                refuse(
+                    f"study '{study.study_name}' in {shown_storage(self.storage)} was created with {what} {previous}, "
+                    f"this command has {value}: rerun with {hint}, or set hydra.sweeper.study_name=NEW for a new study"
+                )
+        return study
+
+    @staticmethod
+    def _counts(study: optuna.Study) -> tuple[int, int]:
+        """(finished, failed) trials; interrupted ones are retried and count as neither."""
+        failed = sum(
+            t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
+            for t in study.trials
+        )
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials) + failed, failed
+
+    def _run_batch(self, study, space, fixed_params, fixed_overrides, sweep_dir: Path, size: int) -> None:
+        """Ask ``size`` trials, launch them together, record each result."""
+        trials = [study.ask() for _ in range(size)]
+        overrides = [list(o) for o in self._configure_trials(trials, space, fixed_params, fixed_overrides)]
+        run_dirs = []
+        for i, trial in enumerate(trials):
+            subdir = trial.user_attrs.get("resume_subdir")
+            if subdir is not None:
+                overrides[i].append(f"hydra.sweep.subdir={subdir}")
+            run_dir = sweep_dir / (subdir if subdir is not None else str(self.job_idx + i))
+            trial.set_user_attr("run_dir", str(run_dir))
+            run_dirs.append(run_dir)
+        returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        self.job_idx += len(returns)
+        for trial, ret, run_dir in zip(trials, returns, run_dirs):
+            try:
+                value = ret.return_value
+            except Exception as e:  # noqa: BLE001 - the job raised: record it, go on
+                self._fail(study, trial.number, f"{type(e).__name__}: {e}")
+                continue
+            self._record(study, trial.number, value, run_dir)
+
+    def sweep(self, arguments: list[str]) -> None:
+        from qt.sweep import write_sweep_summary
+
+        space, fixed_params, fixed_overrides = self._search_space(arguments)
+        directions = self._directions()
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        signature = sorted([*fixed_overrides, *(f"{k}={v}" for k, v in fixed_params.items())])
+        study = self._open_study(directions, signature, sweep_dir)
         if study.trials:
             self._reconcile(study)
             if hasattr(self.sampler, "reseed_rng"):
                 self.sampler.reseed_rng()  # do not re-propose the points of the interrupted run
-        # the budget counts finished trials; interrupted ones are retried and do not count
-        finished = sum(
-            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED))
-            for t in study.trials
-        )
-        to_go = max(0, self.n_trials - finished)
+        finished, failed = self._counts(study)
+        to_go = max(0, self.n_trials - finished)  # n_trials is the study's budget
         self.job_idx = next_job_index(sweep_dir)
         log.info(
             "study %s (%s): %d trials finished, %d to run; job dirs from %d; directions %s",
-            study.study_name, self.storage, finished, to_go, self.job_idx, directions,
+            study.study_name, shown_storage(self.storage), finished, to_go, self.job_idx, directions,
         )
-
         while to_go > 0:
             batch = min(to_go, self.n_jobs)
-            trials = [study.ask() for _ in range(batch)]
-            overrides = [list(o) for o in self._configure_trials(trials, space, fixed_params, fixed_overrides)]
-            run_dirs = []
-            for i, trial in enumerate(trials):
-                subdir = trial.user_attrs.get("resume_subdir")
-                if subdir is not None:
-                    overrides[i].append(f"hydra.sweep.subdir={subdir}")
-                run_dir = sweep_dir / (subdir if subdir is not None else str(self.job_idx + i))
-                trial.set_user_attr("run_dir", str(run_dir))
-                run_dirs.append(run_dir)
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            self.job_idx += len(returns)
-            for trial, ret, run_dir in zip(trials, returns, run_dirs):
-                try:
-                    value = ret.return_value
-                except Exception as e:  # noqa: BLE001 - the job raised: record it, go on
-                    self._fail(study, trial.number, f"{type(e).__name__}: {e}")
-                    continue
-                self._record(study, trial.number, value, run_dir)
+            self._run_batch(study, space, fixed_params, fixed_overrides, sweep_dir, batch)
             to_go -= batch
+            finished, failed = self._counts(study)
+            if to_go > 0 and failed > self.max_failure_rate * finished:
+                write_sweep_summary(sweep_dir, study, self._objective())
+                refuse(
+                    f"{failed} of {finished} finished trials failed, more than hydra.sweeper.max_failure_rate="
+                    f"{self.max_failure_rate}: the search stopped with {to_go} trials to go. Details per trial: "
+                    f"{sweep_dir / 'trials.csv'}",
+                    status=1,
+                )
+        self._finish(study, sweep_dir, directions)
+
+    def _finish(self, study: optuna.Study, sweep_dir: Path, directions: list[str]) -> None:
+        """trials.csv, sweep_summary.json, a plot and optimization_results.yaml; exit 1 if every trial failed."""
+        from qt.sweep import write_sweep_summary
 
         out = write_sweep_summary(sweep_dir, study, self._objective())
         complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not complete:
             reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in study.trials}))[:800]
             log.error("every trial failed (%d): %s", len(study.trials), reasons)
-            print(
-                f"error: every trial of study '{study.study_name}' failed ({len(study.trials)} trials): {reasons}. "
+            refuse(
+                f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials): {reasons}. "
                 f"Details per trial: {sweep_dir / 'trials.csv'}",
-                file=sys.stderr,
+                status=1,
             )
-            sys.exit(1)
         if len(directions) == 1:
             results = {"name": "optuna", "best_params": study.best_trial.params, "best_value": study.best_trial.value}
             log.info("best value %s with %s (run dir %s)", study.best_value, study.best_params, out.get("best_run_dir"))
@@ -218,9 +288,13 @@ class QtOptunaSweeper(OptunaSweeper):
         custom_search_space: str | None,
         params: Any | None,
     ) -> None:
+        if not (isinstance(max_failure_rate, (int, float)) and 0.0 <= max_failure_rate <= 1.0):
+            refuse(f"hydra.sweeper.max_failure_rate must be in [0, 1] (got {max_failure_rate!r}): 0 stops at the first failure, 1 never")
         sampler = instantiate(
             sampler, _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
         )
+        if not isinstance(n_jobs, int) or n_jobs < 1:  # a launcher's "all cores" (-1)
+            n_jobs = os.cpu_count() or 1
         self.sweeper = QtOptunaSweeperImpl(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+            sampler, direction, storage, study_name, n_trials, n_jobs, float(max_failure_rate), custom_search_space, params
         )
