@@ -15,3 +15,7 @@ class DataError(QTError):
 
 class RunDirError(QTError):
     """The run directory holds results that would be overwritten or mixed up."""
+
+
+#: what to do about a RunDirError
+ANOTHER_RUN_DIR = "choose another hydra.run.dir (hydra.sweep.dir for a multirun), or delete that folder to start over"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from qt.data import DataSplits, Split
-from qt.errors import RunDirError
+from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.learner import Learner
 from qt.losses import CrossEntropy
 from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
@@ -191,8 +191,7 @@ class Trainer:
         unknown = set(ckpt["state"]) - {f.name for f in fields(TrainState)}
         if unknown:
             raise RunDirError(
-                f"{path} was written by another qt version (training state {sorted(unknown)}): "
-                "choose another hydra.run.dir, or delete that folder to start over"
+                f"{path} was written by another qt version (training state {sorted(unknown)}): {ANOTHER_RUN_DIR}"
             )
         self.state = TrainState(**ckpt["state"])
         self.previous_sessions_s = self.state.wall_time_s

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import qt
 from qt.config import diff_keys, fingerprint, validate
-from qt.errors import ConfigError, RunDirError
+from qt.errors import ANOTHER_RUN_DIR, ConfigError, RunDirError
 from qt.learner import ClassicalLearner, Learner, QTLearner, qubits_for
 from qt.models import count_weights
 from qt.loop import Diverged, Trainer, TrainerConfig
@@ -148,22 +148,22 @@ def describe_teacher(loss_fn, data, batch_size: int, device: torch.device) -> di
     return info
 
 
-def _protect_run_dir(run_dir: Path, fp: dict) -> None:
-    """Refuse to resume a run dir whose checkpoint comes from a different config."""
+def _protect_run_dir(run_dir: Path, fp: dict, resume: bool) -> None:
+    """Refuse a run dir whose checkpoint comes from a different config, or any run's with ``trainer.resume=false``."""
     last = run_dir / "checkpoints" / "last.pt"
     if not last.exists():
         return
     ckpt = load_checkpoint(last)
     differing = diff_keys(ckpt.get("fingerprint", {}), fp)
+    if resume and not differing:
+        return
+    # Hydra has just rewritten .hydra/*.yaml for the new invocation: put the run's own back.
+    for name, text in (ckpt.get("hydra_files") or {}).items():
+        (run_dir / ".hydra" / name).write_text(text)
     if differing:
-        # Hydra has just rewritten .hydra/*.yaml for the new invocation: put the run's own back.
-        for name, text in (ckpt.get("hydra_files") or {}).items():
-            (run_dir / ".hydra" / name).write_text(text)
         shown = ", ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
-        raise RunDirError(
-            f"{run_dir} holds a run with a different config (differs in {shown}): choose another hydra.run.dir, "
-            "or delete that folder to start over"
-        )
+        raise RunDirError(f"{run_dir} holds a run with a different config (differs in {shown}): {ANOTHER_RUN_DIR}")
+    raise RunDirError(f"trainer.resume=false, but {run_dir} holds a run that starting over would overwrite: {ANOTHER_RUN_DIR}")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
@@ -174,7 +174,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
     tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
     run_dir = Path(run_dir)
     fp = fingerprint(cfg)
-    _protect_run_dir(run_dir, fp)
+    _protect_run_dir(run_dir, fp, tcfg.resume)
 
     previous = read_summary(run_dir)
     if previous and previous.get("status") == "completed" and previous.get("epochs_completed", 0) >= tcfg.epochs:

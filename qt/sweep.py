@@ -1,7 +1,7 @@
 """Sweep bookkeeping: persistent Optuna studies and the summary every sweep dir gets.
 
 * :func:`make_storage`: an Optuna storage from a config value: an RDB URL
-  (``sqlite:///outputs/sweeps/NAME/study.db``, ``postgresql://...``) or
+  (``sqlite:///${hydra.sweep.dir}/study.db`` in the named searches, ``postgresql://...``) or
   ``journal:PATH`` for Optuna's journal file (safe on shared file systems).
 * :func:`write_sweep_summary`: from a sweep dir's job dirs (the one results schema) and,
   for Optuna sweeps, the study: ``trials.csv`` (one row per trial: number, state, value(s),

@@ -72,6 +72,9 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
         log.error("%s", e)
         if not isinstance(e, RunDirError):
             record_failure(run_dir, cfg, str(e))
+        elif multirun:  # a job dir holding another run: this sweep dir is another sweep's, stop the whole multirun
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
         if multirun:
             return failed
         print(f"error: {e}", file=sys.stderr)

@@ -67,6 +67,33 @@ def test_the_cosine_total_is_free_on_resume_but_other_schedulers_keys_are_not():
     assert fingerprint(compose_config([*torch_cosine, "trainer.epochs=3"])) != fingerprint(compose_config([*torch_cosine, "trainer.epochs=7"]))
 
 
+def test_resume_false_never_overwrites_a_run(two_epochs):
+    files = {p: p.read_bytes() for p in two_epochs.rglob("*") if p.is_file() and p.name != "train.log"}
+    proc = run_train(two_epochs, *TINY, "trainer.epochs=2", "trainer.resume=false")
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1 and "trainer.resume=false" in err[0]
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_grid_into_another_grids_sweep_dir_stops_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def grid(n_blocks):
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={tmp_path}", *TINY[1:], f"n_blocks={n_blocks}"]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert grid(1).returncode == 0
+    before = (tmp_path / "0" / "summary.json").read_text()
+    proc = grid(2)  # job 0 of this grid would land on the first grid's job 0
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert proc.returncode == 2 and len(err) == 1 and "hydra.sweep.dir" in err[0]
+    assert (tmp_path / "0" / "summary.json").read_text() == before
+
+
 # -- configs mean what the user typed -----------------------------------------------------------------
 
 
