@@ -22,6 +22,7 @@ import pandas as pd
 
 from qt.config import variant_of
 from qt.results import SCHEMA_VERSION
+from qt.sweep import make_storage
 
 #: columns every frame has, in this order (then any extra config columns, sorted)
 COLUMNS = [
@@ -100,49 +101,40 @@ def _yaml(path: Path) -> Any:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
-def flatten_run(run_dir: Path) -> dict:
-    """One row for one run dir."""
-    run_dir = Path(run_dir)
-    row: dict[str, Any] = {"run_dir": str(run_dir)}
-    summary_path = run_dir / "summary.json"
+def _read_summary(summary_path: Path) -> dict | None:
     try:
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        return json.loads(summary_path.read_text()) if summary_path.exists() else None
     except json.JSONDecodeError:
-        summary = None
-    if summary is None:
-        row["status"] = "incomplete"
-        row["reason"] = "no readable summary.json (never started, or not a qt run)"
-        cfg = _yaml(run_dir / ".hydra" / "config.yaml") if (run_dir / ".hydra" / "config.yaml").exists() else {}
-    else:
-        version = summary.get("schema_version")
-        row["schema_version"] = version
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            row["status"] = "unsupported"
-            row["reason"] = f"results schema {version} is newer than this qt reads ({SCHEMA_VERSION}): update qt"
-            return row
-        status = summary.get("status")
-        row["status"] = "incomplete" if status == "running" else status
-        row["reason"] = summary.get("reason") if status != "running" else "did not finish (killed, or still running)"
-        cfg = summary.get("config") or {}
-        params = summary.get("params") or {}
-        for key in ("target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio"):
-            row[key] = params.get(key)
-        for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
-            row[key] = summary.get(key)
-        if version == 1:  # v1's wall_time_s was training steps plus per-epoch validation: neither time of v2
-            row["wall_time_s"] = None
-        if row.get("test_loss") is not None and row.get("train_loss") is not None:
-            row["gen_gap"] = row["test_loss"] - row["train_loss"]
-        row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
-        row["first_step_loss"] = (summary.get("init") or {}).get("first_step_loss")
-    choices = _choices(run_dir)
+        return None
+
+
+def _summary_fields(summary: dict) -> dict:
+    """Status, parameter counts and metrics of a summary this qt reads."""
+    status = summary.get("status")
+    row: dict[str, Any] = {
+        "schema_version": summary.get("schema_version"),
+        "status": "incomplete" if status == "running" else status,
+        "reason": summary.get("reason") if status != "running" else "did not finish (killed, or still running)",
+    }
+    params = summary.get("params") or {}
+    for key in ("target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio"):
+        row[key] = params.get(key)
+    for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
+        row[key] = summary.get(key)
+    if row["schema_version"] == 1:  # v1's wall_time_s was training steps plus per-epoch validation: neither time of v2
+        row["wall_time_s"] = None
+    if row.get("test_loss") is not None and row.get("train_loss") is not None:
+        row["gen_gap"] = row["test_loss"] - row["train_loss"]
+    row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
+    row["first_step_loss"] = (summary.get("init") or {}).get("first_step_loss")
+    return row
+
+
+def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
+    """The experiment's factors, from the resolved config and the options Hydra recorded."""
     mode = cfg.get("mode")
-    circuit = cfg.get("circuit") or {}
-    mapping = cfg.get("mapping") or {}
-    optimizer = cfg.get("optimizer") or {}
-    trainer = cfg.get("trainer") or {}
-    dataset = cfg.get("dataset") or {}
-    row.update(
+    optimizer, trainer, dataset = cfg.get("optimizer") or {}, cfg.get("trainer") or {}, cfg.get("dataset") or {}
+    row = dict(
         dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
         experiment=choices.get("experiment"),
         mode=mode,
@@ -159,6 +151,7 @@ def flatten_run(run_dir: Path) -> dict:
         seed=trainer.get("seed", cfg.get("seed")),
     )
     if mode != "classical":
+        circuit, mapping = cfg.get("circuit") or {}, cfg.get("mapping") or {}
         row.update(
             generator=cfg.get("generator", "quantum"),
             circuit=choices.get("circuit"),
@@ -179,6 +172,26 @@ def flatten_run(run_dir: Path) -> dict:
     return row
 
 
+def flatten_run(run_dir: Path) -> dict:
+    """One row for one run dir."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = {"run_dir": str(run_dir)}
+    summary = _read_summary(run_dir / "summary.json")
+    if summary is None:
+        row["status"] = "incomplete"
+        row["reason"] = "no readable summary.json (never started, or not a qt run)"
+        cfg = _yaml(run_dir / ".hydra" / "config.yaml") if (run_dir / ".hydra" / "config.yaml").exists() else {}
+    else:
+        version = summary.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            reason = f"results schema {version} is newer than this qt reads ({SCHEMA_VERSION}): update qt"
+            return {**row, "schema_version": version, "status": "unsupported", "reason": reason}
+        row.update(_summary_fields(summary))
+        cfg = summary.get("config") or {}
+    row.update(_config_fields(cfg, _choices(run_dir)))
+    return row
+
+
 def find_run_dirs(path: Path) -> list[Path]:
     """Run dirs under ``path`` (itself included): folders with a summary.json or a .hydra record."""
     path = Path(path)
@@ -191,8 +204,6 @@ def find_run_dirs(path: Path) -> list[Path]:
 def load_study_frame(storage: str, study_name: str | None = None) -> pd.DataFrame:
     """An Optuna storage (sqlite file path, RDB URL or ``journal:PATH``) as rows of its trials' run dirs."""
     import optuna
-
-    from qt.sweep import make_storage
 
     url = storage if ("://" in storage or storage.startswith("journal:")) else f"sqlite:///{storage}"
     names = [study_name] if study_name else [s.study_name for s in optuna.get_all_study_summaries(make_storage(url))]

@@ -35,9 +35,14 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+from omegaconf import OmegaConf
 
+from qt.build import build_learner
 from qt.config import compose_config, trusted
+from qt.data import DataSplits, IdxImages, Split
 from qt.learner import Learner
+from qt.loop import Trainer, TrainerConfig, evaluate
+from qt.losses import CrossEntropy
 from qt.quantum import QuantumCircuit
 from qt.quantum.pennylane_backend import PennyLaneBackend
 
@@ -179,10 +184,13 @@ def section_scaling(repeats: int) -> str:
     return table("Scaling, 16 blocks, 1 thread, float32: probabilities + gradient and peak memory", header, rows)
 
 
+def trainer_config(**overrides) -> TrainerConfig:
+    """The default ``trainer`` config group, with ``overrides``."""
+    return TrainerConfig(**{**OmegaConf.to_container(compose_config().trainer, resolve=True), **overrides})
+
+
 def recipe_learner(overrides: list[str]) -> Learner:
     """The learner that ``python -m qt.train OVERRIDES`` trains (same composition, same builder)."""
-    from qt.run import build_learner
-
     cfg = compose_config(overrides)
     torch.manual_seed(0)
     return build_learner(cfg)
@@ -190,9 +198,6 @@ def recipe_learner(overrides: list[str]) -> Learner:
 
 def train_step_fn(learner, batch: int) -> Callable[[], None]:
     """The training loop's own step (:meth:`qt.loop.Trainer.train_step`) on a fixed random batch."""
-    from qt.data import DataSplits, Split
-    from qt.loop import Trainer, TrainerConfig
-
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
     split = Split(x, y)
@@ -201,10 +206,11 @@ def train_step_fn(learner, batch: int) -> Callable[[], None]:
         DataSplits(split, split, split, 10, "random"),
         partial(torch.optim.Adam, lr=1e-3),
         None,
-        TrainerConfig(batch_size=batch, clip_norm=10.0, progress=False, checkpoint_every=0),
+        trainer_config(batch_size=batch, clip_norm=10.0, progress=False, checkpoint_every=0),
         tempfile.mkdtemp(prefix="qt-bench-"),
         torch.device("cpu"),
         {},
+        CrossEntropy(),
     )
 
     return lambda: trainer.train_step(x, y)
@@ -267,15 +273,12 @@ def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
     steps = -(-48000 // 128)
     rows = [["projected (375 steps x median 1-thread step)", f"{steps * step_ms / 1000:.1f}"]]
     if full:
-        from qt.data import IdxImages
-        from qt.loop import Trainer, TrainerConfig, evaluate
-
         torch.set_num_threads(1)
         data = IdxImages("MNIST", data_dir or "data", shape=[1, 28, 28], num_classes=10, mean=[0.1307], std=[0.3081]).load()
         learner = recipe_learner(RECIPES["mnist_1500"])
-        cfg = TrainerConfig(epochs=1, batch_size=128, progress=False, checkpoint_every=0)
+        cfg = trainer_config(epochs=1, batch_size=128, progress=False, checkpoint_every=0)
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(learner, data, partial(torch.optim.Adam, lr=1e-2), None, cfg, tmp, torch.device("cpu"), {})
+            trainer = Trainer(learner, data, partial(torch.optim.Adam, lr=1e-2), None, cfg, tmp, torch.device("cpu"), {}, CrossEntropy())
             t0 = time.perf_counter()
             trainer.train_epoch()
             train_s = time.perf_counter() - t0

@@ -23,6 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qt.build import build_learner
 from qt.config import trusted
 from qt.errors import QTError
 from qt.loop import evaluate
@@ -38,8 +39,6 @@ def run_config(run_dir: Path) -> DictConfig:
 
 
 def export_run(run_dir: Path, out: Path | None = None) -> Path:
-    from qt.run import build_learner
-
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     best = run_dir / "checkpoints" / "best.pt"
@@ -83,13 +82,18 @@ def load_exported(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def model_accuracy(model: torch.nn.Module, split, batch_size: int) -> float:
+    """Accuracy of a plain classical network (an export, a distillation teacher) on a split; leaves it in eval mode."""
+    _, acc = evaluate(ClassicalLearner(model), split, batch_size)
+    model.eval()
+    return acc
+
+
 def evaluate_exported(path: Path, run_dir: Path) -> float:
     cfg = run_config(run_dir)
     with trusted():
         data = instantiate(cfg.dataset).load()
-    model = load_exported(path)
-    _, acc = evaluate(ClassicalLearner(model), data.test, int(cfg.trainer.eval_batch_size))
-    return acc
+    return model_accuracy(load_exported(path), data.test, int(cfg.trainer.eval_batch_size))
 
 
 def main(argv: list[str] | None = None) -> int:

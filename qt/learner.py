@@ -11,13 +11,13 @@ per-part gradient norms), ``param_table()`` counts parameters.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from qt.mapping import qubits_for
 from qt.models import count_weights, default_init_stats
 from qt.quantum.circuit import QuantumCircuit
 
@@ -111,12 +111,6 @@ class ClassicalLearner(Learner):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"target": list(self.target.parameters())}
-
-
-def qubits_for(n_weights: int, chunk: int = 1) -> int:
-    """n = ceil(log2(ceil(M / chunk))), at least 1."""
-    n_states = -(-int(n_weights) // int(chunk))
-    return max(1, math.ceil(math.log2(n_states)))
 
 
 class QTLearner(Learner):

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from qt.data import DataSplits, Split
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.learner import Learner
-from qt.losses import CrossEntropy
 from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
 
 log = logging.getLogger(__name__)
@@ -34,17 +33,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    eval_batch_size: int = 2000
-    clip_norm: float | None = 10.0
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    progress: bool | None = None  # None: only on a terminal
-    checkpoint_every: int = 100  # steps between mid-epoch last.pt writes (0: epoch ends only)
-    limit_train_batches: int | None = None  # cap steps per epoch (smoke tests, quick looks)
-    resume: bool = True  # continue from checkpoints/last.pt when the run dir has one
+    """The ``trainer`` config group (conf/trainer/default.yaml holds the values and says what each is)."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    clip_norm: float | None
+    seed: int
+    device: str
+    threads: int | None
+    progress: bool | None  # None: only on a terminal
+    checkpoint_every: int  # steps between mid-epoch last.pt writes (0: epoch ends only)
+    limit_train_batches: int | None  # cap steps per epoch (smoke tests, quick looks)
+    resume: bool  # continue from checkpoints/last.pt when the run dir has one
 
 
 @dataclass
@@ -135,10 +136,10 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         fingerprint: dict,
-        loss_fn: torch.nn.Module | None = None,
+        loss_fn: torch.nn.Module,
     ):
         self.learner = learner.to(device)
-        self.loss_fn = (loss_fn if loss_fn is not None else CrossEntropy()).to(device)
+        self.loss_fn = loss_fn.to(device)  # called as loss_fn(logits, y, x): see qt.losses
         self.data = DataSplits(
             data.train.to(device), data.val.to(device), data.test.to(device), data.num_classes, data.name
         )
@@ -357,6 +358,19 @@ class Trainer:
             self.train_epoch()
             self.end_epoch()
 
+    def progress(self) -> dict:
+        """Summary fields of the training so far (best epoch, counts, times), whatever the run's end."""
+        st = self.state
+        return {
+            "best_val_acc": st.best_val_acc if st.best_epoch else None,
+            "best_epoch": st.best_epoch,
+            "epochs_completed": st.epoch,
+            "steps": st.global_step,
+            "train_time_s": st.train_time_s,
+            "wall_time_s": self.elapsed(),
+            "step_time_s": statistics.median(self.step_times) if self.step_times else None,
+        }
+
     def final_metrics(self) -> dict:
         """Evaluate the best-validation checkpoint on train, val and test (the test set's only use)."""
         best = self.ckpt_dir / "best.pt"
@@ -366,18 +380,12 @@ class Trainer:
         train_loss, train_acc = evaluate(self.learner, self.data.train, bs)
         val_loss, val_acc = evaluate(self.learner, self.data.val, bs)
         test_loss, test_acc = evaluate(self.learner, self.data.test, bs)
-        st = self.state
         return {
             "best_val_acc": val_acc,
-            "best_epoch": st.best_epoch,
+            "best_epoch": self.state.best_epoch,
             "val_loss": val_loss,
             "test_acc": test_acc,
             "test_loss": test_loss,
             "train_acc": train_acc,
             "train_loss": train_loss,
-            "epochs_completed": st.epoch,
-            "steps": st.global_step,
-            "train_time_s": st.train_time_s,
-            "wall_time_s": self.elapsed(),
-            "step_time_s": statistics.median(self.step_times) if self.step_times else None,
         }

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qt.errors import ConfigError
+from qt.export import export_run, load_exported
 
 
 class CrossEntropy(nn.Module):
@@ -32,8 +33,6 @@ class CrossEntropy(nn.Module):
 
 def load_teacher(path: str | Path) -> nn.Module:
     """A classical model from a qt run dir (exported on the fly from its best checkpoint) or an export file."""
-    from qt.export import export_run, load_exported
-
     path = Path(path).expanduser()
     if path.is_dir():
         if not (path / "checkpoints" / "best.pt").exists():

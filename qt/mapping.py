@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +11,22 @@ from torch import nn
 from qt.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "none": None}
+
+
+def states_for(n_weights: int, chunk: int = 1) -> int:
+    """Basis states needed when each emits ``chunk`` weights: ceil(M / chunk)."""
+    return -(-int(n_weights) // int(chunk))
+
+
+def qubits_for(n_weights: int, chunk: int = 1) -> int:
+    """n = ceil(log2(ceil(M / chunk))), at least 1."""
+    return max(1, math.ceil(math.log2(states_for(n_weights, chunk))))
+
+
+def activation_bytes(n_qubits: int, hidden: Sequence[int], chunk: int) -> int:
+    """Memory of the mapping over all 2^n basis states: float32 activations of every layer, kept for backward, and their gradients."""
+    widths = n_qubits + 1 + sum(int(h) for h in hidden) + int(chunk)
+    return 2**n_qubits * widths * 4 * 3
 
 
 def rescale_probs(p: torch.Tensor, n_qubits: int, gamma: float, beta: float, alpha: float) -> torch.Tensor:
@@ -174,7 +191,7 @@ class WeightGenerator(nn.Module):
         alpha: float = 0.3,
         signed_bits: bool = False,
         center: bool = True,
-        scale: str = "none",
+        scale: str = "init",
         shapes: Sequence[Sequence[int]] | None = None,
         init_stats: Sequence[tuple[float, float]] | None = None,
     ):
@@ -182,7 +199,7 @@ class WeightGenerator(nn.Module):
         if int(chunk) < 1:
             raise ConfigError(f"mapping.chunk must be at least 1 (got {chunk})")
         self.n_qubits, self.n_weights, self.chunk = int(n_qubits), int(n_weights), int(chunk)
-        self.n_states = -(-self.n_weights // self.chunk)
+        self.n_states = states_for(self.n_weights, self.chunk)
         if self.n_states > 2**self.n_qubits:
             raise ConfigError(f"{self.n_qubits} qubits give {2**self.n_qubits} states, fewer than the {self.n_states} needed")
         self.rescale, self.center = bool(rescale), bool(center)

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from qt.config import compose_config, trusted
-from qt.run import build_learner
+from qt.build import build_learner
 
 
 def layer_output_stds(learner, x: torch.Tensor, weights: dict) -> tuple[torch.Tensor, list[float]]:

@@ -32,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from qt.analysis import learning_curves, load_runs
+from qt.results import pareto_front
+from qt.sweep import make_storage
 
 #: columns that may distinguish experiment groups (seed is the replicate axis)
 FACTORS = [
@@ -196,12 +198,8 @@ def plot_acc_vs_params(df: pd.DataFrame):
     for label in sorted(labels.unique()):
         sel = done[labels == label]
         ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8)
-    pts = sorted(zip(done.trainable_params, done.test_acc * 100))
-    front, best = [], -1.0
-    for p, a in pts:  # Pareto front: fewer parameters, higher accuracy
-        if a > best:
-            front.append((p, a))
-            best = a
+    pts = list(zip(done.trainable_params, done.test_acc * 100))
+    front = sorted(pts[i] for i in pareto_front(pts, ["minimize", "maximize"]))  # fewer parameters, higher accuracy
     ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
     ax.set_xscale("log")
     return _finish(fig, ax, "trainable parameters", "test accuracy %")
@@ -222,7 +220,8 @@ def plot_acc_vs_blocks(df: pd.DataFrame):
     return _finish(fig, ax, "n_blocks", "test accuracy % (mean ± std over seeds)")
 
 
-def plot_curves(run_dirs: list[str], labels: list[str]):
+def plot_val_curves(run_dirs: list[str], labels: list[str]):
+    """Validation accuracy per epoch of several runs on one axis (one run's own curves: qt.results.plot_curves)."""
     import matplotlib.pyplot as plt
 
     if not run_dirs:
@@ -242,7 +241,6 @@ def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    from qt.sweep import make_storage
 
     out = []
     for path in paths:
@@ -316,7 +314,7 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     if not grouped.empty:
         best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
         labels = [f"{r['mode']} {_fmt(r.get('circuit'))} {_fmt(r.get('n_blocks'))} ({Path(r['best_run']).name})" for r in best.to_dict("records")]
-        figures.append(("Learning curves (best run of the top groups)", plot_curves(list(best.best_run), labels)))
+        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), labels)))
     figures += study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
     md += ["## Plots", ""]
     parts_html.append("<h2>Plots</h2>")

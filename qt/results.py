@@ -114,6 +114,17 @@ def objective_values(summary: dict | None, objective: Any) -> float | tuple[floa
     return values[0] if isinstance(objective, str) else tuple(values)
 
 
+def pareto_front(points: list[tuple[float, ...]], directions: list[str]) -> list[int]:
+    """Indices of the points that no other point dominates (as good in every objective, better in one)."""
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    scored = [tuple(s * v for s, v in zip(sign, p)) for p in points]
+
+    def dominates(a: tuple, b: tuple) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [i for i, p in enumerate(scored) if not any(dominates(q, p) for q in scored)]
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

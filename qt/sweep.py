@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from qt.results import objective_directions, objective_names, objective_values, read_summary
+from qt.results import objective_directions, objective_names, objective_values, pareto_front, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -79,98 +79,108 @@ def _load_study(config: DictConfig):
     return study
 
 
-def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_acc") -> dict:
-    """Write trials.csv, sweep_summary.json and optimization_history.png into ``sweep_dir``."""
-    import optuna
+def _study_rows(study, names: list[str]) -> list[dict]:
+    """One row per trial of an Optuna study, with its run dir's status and reason."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        run_dir = t.user_attrs.get("run_dir")
+        summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        rows.append({
+            "trial": t.number,
+            "state": t.state.name,
+            "run_status": (summary or {}).get("status"),
+            **{f"value_{n}": (t.values[i] if t.values else None) for i, n in enumerate(names)},
+            **{f"param_{k}": v for k, v in sorted(t.params.items())},
+            "duration_s": duration,
+            "run_dir": run_dir,
+            "reason": t.user_attrs.get("fail_reason") or (summary or {}).get("reason"),
+        })
+    return rows
 
-    sweep_dir = Path(sweep_dir)
-    names = objective_names(objective)
-    rows: list[dict] = []
-    if study is not None:
-        for t in study.get_trials(deepcopy=False):
-            run_dir = t.user_attrs.get("run_dir")
-            summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
-            duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-            row = {
-                "trial": t.number,
-                "state": t.state.name,
-                "run_status": (summary or {}).get("status"),
-                **{f"value_{n}": (t.values[i] if t.values else None) for i, n in enumerate(names)},
-                **{f"param_{k}": v for k, v in sorted(t.params.items())},
-                "duration_s": duration,
-                "run_dir": run_dir,
-                "reason": t.user_attrs.get("fail_reason") or (summary or {}).get("reason"),
-            }
-            rows.append(row)
-    else:
-        for run_dir in job_dirs(sweep_dir):
-            summary = read_summary(run_dir) or {}
-            values = objective_values(summary, objective)
-            values = values if isinstance(values, tuple) else (values,)
-            completed = summary.get("status") == "completed"
-            rows.append(
-                {
-                    "trial": int(run_dir.name) if run_dir.name.isdigit() else run_dir.name,
-                    "state": "COMPLETE" if completed else "FAIL",
-                    "run_status": summary.get("status", "incomplete"),
-                    **{f"value_{n}": (v if completed else None) for n, v in zip(names, values)},
-                    **{f"param_{k}": v for k, v in sorted(_overrides(run_dir).items())},
-                    "duration_s": summary.get("wall_time_s"),  # the run's whole wall time (all sessions)
-                    "run_dir": str(run_dir),
-                    "reason": summary.get("reason"),
-                }
-            )
+
+def _job_rows(sweep_dir: Path, objective: Any, names: list[str]) -> list[dict]:
+    """One row per job dir of a sweep without a study (grids, ad-hoc multiruns)."""
+    rows = []
+    for run_dir in job_dirs(sweep_dir):
+        summary = read_summary(run_dir) or {}
+        values = objective_values(summary, objective)
+        values = values if isinstance(values, tuple) else (values,)
+        completed = summary.get("status") == "completed"
+        rows.append({
+            "trial": int(run_dir.name) if run_dir.name.isdigit() else run_dir.name,
+            "state": "COMPLETE" if completed else "FAIL",
+            "run_status": summary.get("status", "incomplete"),
+            **{f"value_{n}": (v if completed else None) for n, v in zip(names, values)},
+            **{f"param_{k}": v for k, v in sorted(_overrides(run_dir).items())},
+            "duration_s": summary.get("wall_time_s"),  # the run's whole wall time (all sessions)
+            "run_dir": str(run_dir),
+            "reason": summary.get("reason"),
+        })
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    with open(sweep_dir / "trials.csv", "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for row in rows:
             w.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
 
+
+def _best(rows: list[dict], study, names: list[str]) -> dict:
+    """The best trial (one objective) or the Pareto front (several), or why there is none."""
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    if study is not None and len(study.directions) > 1:
+        done = [t for t in study.trials if t.state.name == "COMPLETE"]
+        front = pareto_front([tuple(t.values) for t in done], [d.name.lower() for d in study.directions])
+        return {"pareto_front": [{"trial": done[i].number, "values": done[i].values, "params": done[i].params} for i in front]}
+    if not complete:
+        return {"failure_reasons": sorted({str(r.get("reason")) for r in rows})}
+    if study is not None:
+        best = study.best_trial
+        return {"best_trial": best.number, "best_value": best.value, "best_params": best.params,
+                "best_run_dir": best.user_attrs.get("run_dir")}
+    key = f"value_{names[0]}"
+    row = (max if objective_directions(names)[0] == "maximize" else min)(complete, key=lambda r: r[key])
+    return {"best_trial": row["trial"], "best_value": row[key], "best_run_dir": row["run_dir"],
+            "best_params": {k[6:]: v for k, v in row.items() if k.startswith("param_")}}
+
+
+def _plot_study(study, sweep_dir: Path, names: list[str]) -> None:
+    """optimization_history.png (one objective) or pareto_front.png (several)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    if len(study.directions) == 1:
+        ax, name = optuna.visualization.matplotlib.plot_optimization_history(study), "optimization_history.png"
+    else:
+        ax, name = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names), "pareto_front.png"
+    ax.figure.tight_layout()
+    ax.figure.savefig(sweep_dir / name, dpi=100)
+    plt.close(ax.figure)
+
+
+def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_acc") -> dict:
+    """Write trials.csv, sweep_summary.json and (for a study) its plot into ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    names = objective_names(objective)
+    rows = _study_rows(study, names) if study is not None else _job_rows(sweep_dir, objective, names)
+    _write_csv(sweep_dir / "trials.csv", rows)
     states: dict[str, int] = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    complete = [r for r in rows if r["state"] == "COMPLETE"]
     out: dict[str, Any] = {"sweep_dir": str(sweep_dir), "objective": names, "n_trials": len(rows), "states": states}
-    if study is not None and len(study.directions) > 1:
-        front = study.best_trials if complete else []
-        out["pareto_front"] = [{"trial": t.number, "values": t.values, "params": t.params} for t in front]
-    elif complete:
-        if study is not None:
-            best = study.best_trial
-            out.update(best_trial=best.number, best_value=best.value, best_params=best.params,
-                       best_run_dir=best.user_attrs.get("run_dir"))
-        else:
-            key = f"value_{names[0]}"
-            best = (max if objective_directions(names)[0] == "maximize" else min)(complete, key=lambda r: r[key])
-            out.update(best_trial=best["trial"], best_value=best[key], best_run_dir=best["run_dir"],
-                       best_params={k[6:]: v for k, v in best.items() if k.startswith("param_")})
-    else:
-        out["failure_reasons"] = sorted({str(r.get("reason")) for r in rows})
+    out.update(_best(rows, study, names))
     (sweep_dir / "sweep_summary.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
-
-    if study is not None and complete and len(study.directions) == 1:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-        ax.figure.tight_layout()
-        ax.figure.savefig(sweep_dir / "optimization_history.png", dpi=100)
-        plt.close(ax.figure)
-    elif study is not None and complete:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        ax = optuna.visualization.matplotlib.plot_pareto_front(study, target_names=names)
-        ax.figure.tight_layout()
-        ax.figure.savefig(sweep_dir / "pareto_front.png", dpi=100)
-        plt.close(ax.figure)
+    if study is not None and states.get("COMPLETE"):
+        _plot_study(study, sweep_dir, names)
     return out
 
 

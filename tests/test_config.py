@@ -8,7 +8,7 @@ from hydra.utils import execution_whitelist, instantiate
 
 from qt.config import compose_config, trusted_targets, validate
 from qt.errors import ConfigError
-from qt.run import build_learner
+from qt.build import build_learner
 from qt.train import check_group_options
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -108,3 +108,23 @@ def test_unknown_group_option_is_one_line():
     msg = check_group_options(["circuit=ry_cnot,u4"], CONF)
     assert msg == "unknown circuit 'u4': choose one of ry_cnot, u3 (files in conf/circuit/)"
     assert check_group_options(["circuit=u3", "n_blocks=3", "optimizer.lr=1e-3", "+experiment=paper_mnist"], CONF) is None
+
+
+def test_code_defaults_are_the_default_configs():
+    """Classes built from config groups have the default option's values as their own defaults (one meaning)."""
+    import dataclasses
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from qt.loop import TrainerConfig
+    from qt.mapping import WeightGenerator
+
+    medium = OmegaConf.to_container(OmegaConf.load(CONF / "mapping" / "medium.yaml"))
+    params = inspect.signature(WeightGenerator).parameters
+    for key, value in medium.items():
+        if key != "_target_":
+            default = params[key].default
+            assert (list(default) if isinstance(default, tuple) else default) == value, key
+    # the trainer group has no second set of defaults in code
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainerConfig))

@@ -16,7 +16,7 @@ from qt.learner import QTLearner
 from qt.mapping import WeightGenerator
 from qt.models import SimpleCNN, default_init_stats
 from qt.quantum import QuantumCircuit
-from qt.run import build_learner
+from qt.build import build_learner
 
 LN10 = math.log(10)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from qt.errors import ConfigError
-from qt.learner import ClassicalLearner, QTLearner, qubits_for
+from qt.learner import ClassicalLearner, QTLearner
+from qt.mapping import qubits_for
 from qt.mapping import WeightGenerator, basis_bits, rescale_probs
 from qt.models import SimpleCNN, count_weights
 from qt.quantum import QuantumCircuit
@@ -26,7 +27,7 @@ def test_target_sizes(kwargs, expected):
 
 def qt_learner(circuit_kw=None, mapping_kw=None, chunk=1):
     circuit = partial(QuantumCircuit, **{"n_blocks": 16, **(circuit_kw or {})})
-    mapping = partial(WeightGenerator, **{"hidden": [20, 20], **(mapping_kw or {})})
+    mapping = partial(WeightGenerator, **{"hidden": [20, 20], "scale": "none", **(mapping_kw or {})})  # the references: no gains
     return QTLearner(SimpleCNN(), circuit, mapping, chunk=chunk)
 
 
@@ -103,9 +104,9 @@ def test_rescaling_and_bits():
 
 def test_centering_and_no_rescale_options():
     torch.manual_seed(0)
-    gen = WeightGenerator(4, 10, hidden=[5], center=True)
+    gen = WeightGenerator(4, 10, hidden=[5], center=True, scale="none")
     assert abs(float(gen(torch.rand(16)).detach().mean())) < 1e-6
-    gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False)
+    gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False, scale="none")
     assert gen(torch.rand(16)).shape == (10,)
 
 
@@ -113,7 +114,7 @@ def test_tensor_scale_gives_each_tensor_he_scale_and_learns_its_gains():
     torch.manual_seed(0)
     target = SimpleCNN(channels=[8, 12], kernel_size=5, hidden=[20])
     learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="tensor"))
-    plain = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6]))
+    plain = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="none"))
     n_tensors = len(list(target.parameters()))
     assert learner.param_table()["mapping_params"] == plain.param_table()["mapping_params"] + n_tensors
     weights = learner.weights()
@@ -158,7 +159,7 @@ def test_any_torch_module_is_a_target():
 
 def test_classical_generator_control_has_the_circuits_budget():
     from qt.generators import ClassicalGenerator
-    from qt.run import equal_budget_generator
+    from qt.build import equal_budget_generator
 
     for kw, budget in ((dict(n_blocks=16), 208), (dict(n_blocks=16, rotation="U3", entangler="CU3", layout="ring"), 1248)):
         gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13)
@@ -167,7 +168,7 @@ def test_classical_generator_control_has_the_circuits_budget():
         assert p.shape == (2**13,) and torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
     frozen = equal_budget_generator(partial(QuantumCircuit, n_blocks=2, freeze=True), 5)
     assert not any(p.requires_grad for p in frozen.parameters())  # the fixed-random-vector control
-    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16)), partial(WeightGenerator, hidden=[20, 20]))
+    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16)), partial(WeightGenerator, hidden=[20, 20], scale="none"))
     table = learner.param_table()
     assert table["generator"] == "classical" and table["trainable_params"] == 949  # same budget as the QT default
     x = torch.randn(2, 1, 28, 28)

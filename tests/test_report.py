@@ -115,3 +115,11 @@ def test_no_clipping_and_exact_shots_count_as_settings():
     assert "clip_norm" in factors and "circuit" not in factors and "shots" not in factors
     rows[1]["shots"] = 1000
     assert "shots" in varied_factors(pd.DataFrame(rows))
+
+
+def test_pareto_front_keeps_exactly_the_undominated_points():
+    from qt.results import pareto_front
+
+    points = [(100, 0.90), (200, 0.95), (150, 0.85), (300, 0.94), (200, 0.95)]
+    assert pareto_front(points, ["minimize", "maximize"]) == [0, 1, 4]  # (150, .85) and (300, .94) are beaten
+    assert pareto_front(points, ["maximize", "maximize"]) == [1, 3, 4]

@@ -46,6 +46,9 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from qt.results import OBJECTIVES, objective_directions, objective_names, objective_values, read_summary
+from qt.sweep import make_storage, write_sweep_summary
+
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
 
@@ -91,8 +94,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _directions(self) -> list[str]:
         """The objective's directions; a ``hydra.sweeper.direction`` given by hand must agree."""
-        from qt.results import OBJECTIVES, objective_directions, objective_names
-
         objective = self._objective()
         unknown = [n for n in objective_names(objective) if n not in OBJECTIVES]
         if unknown:
@@ -114,8 +115,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         log.warning("trial %d failed: %s", number, reason)
 
     def _record(self, study: optuna.Study, number: int, value: Any, run_dir: Path | None) -> None:
-        from qt.results import read_summary
-
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         try:
             values = [float(v) for v in values]
@@ -131,8 +130,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _reconcile(self, study: optuna.Study) -> None:
         """Trials a killed sweep left RUNNING: record finished ones, re-queue the others in their run dir."""
-        from qt.results import objective_values, read_summary
-
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             run_dir = t.user_attrs.get("run_dir")
             summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
@@ -160,8 +157,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _open_study(self, directions: list[str], signature: list[str], sweep_dir: Path) -> optuna.Study:
         """Create or resume the study; refuse one created with other fixed overrides or for another sweep dir."""
-        from qt.sweep import make_storage
-
         study = optuna.create_study(
             study_name=self.study_name, storage=make_storage(self.storage), sampler=self.sampler,
             directions=directions, load_if_exists=True,
@@ -216,8 +211,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             self._record(study, trial.number, value, run_dir)
 
     def sweep(self, arguments: list[str]) -> None:
-        from qt.sweep import write_sweep_summary
-
         space, fixed_params, fixed_overrides = self._search_space(arguments)
         directions = self._directions()
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -252,8 +245,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _finish(self, study: optuna.Study, sweep_dir: Path, directions: list[str]) -> None:
         """trials.csv, sweep_summary.json, a plot and optimization_results.yaml; exit 1 if every trial failed."""
-        from qt.sweep import write_sweep_summary
-
         out = write_sweep_summary(sweep_dir, study, self._objective())
         complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not complete:
