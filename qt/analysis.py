@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from qt.config import variant_of
 from qt.results import SCHEMA_VERSION
@@ -96,8 +97,6 @@ def _choices(run_dir: Path) -> dict[str, str]:
 
 
 def _yaml(path: Path) -> Any:
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 

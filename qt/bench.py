@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from importlib.metadata import version
 
 import torch
 from omegaconf import OmegaConf
@@ -290,8 +291,6 @@ def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
 
 
 def header(threads: int) -> str:
-    from importlib.metadata import version
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

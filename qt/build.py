@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import psutil
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -59,8 +60,6 @@ def available_memory_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
-        import psutil
-
         return int(psutil.virtual_memory().available)
     except Exception as e:  # noqa: BLE001 - an unreadable host: say so, do not guess
         log.warning("cannot read the available memory (%s): the memory guard is off for this run", e)

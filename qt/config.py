@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.utils import execution_whitelist, get_class
 from omegaconf import DictConfig, OmegaConf
 
 from qt.errors import ConfigError
@@ -94,8 +96,6 @@ def _scheduler_resume_free(container: dict) -> tuple[str, ...]:
     target = (container.get("scheduler") or {}).get("_target_")
     if not (isinstance(target, str) and target.startswith("qt.")):
         return ()
-    from hydra.utils import get_class
-
     return tuple(getattr(get_class(target), "resume_free", ()))
 
 
@@ -138,15 +138,11 @@ def trusted_targets() -> tuple[str, ...]:
 def trusted():
     """Context for building objects from a config outside ``hydra.main`` (tools, export): the same
     execution whitelist the entry point gives Hydra, so no config can name an untrusted callable."""
-    from hydra.utils import execution_whitelist
-
     return execution_whitelist(trusted_targets())
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config ``python -m qt.train OVERRIDES`` composes (for tools that build a run's objects without running it)."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONF_DIR)):
         return compose(config_name="train", overrides=list(overrides))
 

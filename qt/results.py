@@ -22,6 +22,7 @@ counts up to its last checkpoint); ``step_time_s`` is the median training step.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -197,8 +198,6 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     """Rewrite metrics.csv from all epoch rows so far (atomically; rows are few)."""
 
     def write(f):
-        import io
-
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="raise")
         w.writeheader()

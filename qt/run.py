@@ -7,17 +7,19 @@ import logging
 import platform
 import random
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import qt
+from qt.build import build_learner, build_optimization, check_budget, resolve_device
 from qt.config import diff_keys, fingerprint, validate
 from qt.errors import ANOTHER_RUN_DIR, ConfigError, RunDirError
-from qt.build import build_learner, build_optimization, check_budget, resolve_device
 from qt.export import model_accuracy
 from qt.loop import Diverged, Trainer, TrainerConfig
 from qt.models import count_weights
@@ -41,14 +43,10 @@ def format_param_table(table: dict) -> str:
 
 
 def versions() -> dict:
-    import hydra
-
     out = {"qt": qt.__version__, "torch": torch.__version__, "hydra": hydra.__version__, "python": platform.python_version()}
     try:
-        from importlib.metadata import version
-
         out["pennylane"] = version("pennylane")
-    except Exception:  # noqa: BLE001
+    except PackageNotFoundError:
         pass
     return out
 
