@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from qt.errors import ConfigError
 from qt.generators import ClassicalGenerator
 from qt.learner import ClassicalLearner, Learner, QTLearner
+from qt.loggers import Loggers
 from qt.mapping import activation_bytes, qubits_for
 from qt.models import count_weights
 from qt.quantum.circuit import estimate_memory_bytes, resolve_backend
@@ -36,6 +37,12 @@ class Optimization:
     loss: torch.nn.Module
     optimizer: Callable
     scheduler: Callable | None
+
+
+def build_loggers(cfg: DictConfig) -> Loggers:
+    """The ``logger`` group: one tracker per entry (``csv``, the default, adds none to the results schema)."""
+    nodes = (cfg.get("logger") or {}).values()
+    return Loggers([instantiate(node) for node in nodes if isinstance(node, DictConfig) and "_target_" in node])
 
 
 def build_optimization(cfg: DictConfig) -> Optimization:

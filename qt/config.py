@@ -30,6 +30,7 @@ RESUME_FREE_KEYS = (
     "paths",
     "objective",
     "max_trainable_params",
+    "logger",
 )
 
 
@@ -201,7 +202,7 @@ def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_d
     for group, value in pairs:
         if group == "experiment" or group.startswith("hydra") or not (conf_dir / group).is_dir():
             continue
-        for option in filter(None, (v.strip() for v in value.split(","))):
+        for option in filter(None, (v.strip() for v in value.strip("[]").split(","))):
             if option == own.get(group):
                 continue  # the experiment's own choice: its values are meant for it
             clash = sorted(

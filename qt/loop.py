@@ -26,6 +26,7 @@ from tqdm import tqdm
 from qt.data import DataSplits, Split
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.learner import Learner
+from qt.loggers import Loggers
 from qt.results import load_checkpoint, plot_curves, save_checkpoint, write_metrics
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class Trainer:
         self.extra_checkpoint: dict = {}  # stored in last.pt as is (e.g. the run's Hydra config text)
         self.clock = time.perf_counter()  # this session's start (run() sets it to when the run began)
         self.previous_sessions_s = 0.0  # wall time of the sessions before a resume
+        self.loggers = Loggers([])  # trackers (qt.loggers); the results schema is written regardless
 
     def elapsed(self) -> float:
         """Wall time of the run: earlier sessions (up to their last checkpoint) plus this one so far."""
@@ -299,6 +301,7 @@ class Trainer:
         if val_acc > st.best_val_acc:
             st.best_val_acc, st.best_epoch = val_acc, row["epoch"]
             save_checkpoint({"learner": self.learner.state_dict(), "epoch": row["epoch"]}, self.ckpt_dir / "best.pt")
+        self.loggers.log_epoch(row)  # before last.pt: a kill in between re-runs (and re-logs) this epoch identically
         self.save_last()
         write_metrics(self.run_dir, st.rows)
         plot_curves(self.run_dir, st.rows)

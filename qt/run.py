@@ -17,10 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import qt
-from qt.build import build_learner, build_optimization, check_budget, resolve_device
+from qt.build import build_learner, build_loggers, build_optimization, check_budget, resolve_device
 from qt.config import diff_keys, fingerprint, validate
 from qt.errors import ANOTHER_RUN_DIR, ConfigError, RunDirError
 from qt.export import model_accuracy
+from qt.loggers import RunInfo
 from qt.loop import Diverged, Trainer, TrainerConfig
 from qt.models import count_weights
 from qt.results import load_checkpoint, objective_values, read_summary, write_summary
@@ -118,6 +119,7 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict) -> tupl
     opt = build_optimization(cfg)
     teacher = describe_teacher(opt.loss, data, tcfg.eval_batch_size, device)
     trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, run_dir, device, fp, loss_fn=opt.loss)
+    trainer.loggers = build_loggers(cfg)
     hydra_dir = run_dir / ".hydra"
     trainer.extra_checkpoint = {"hydra_files": {p.name: p.read_text() for p in sorted(hydra_dir.glob("*.yaml"))}}
     base = {
@@ -131,26 +133,32 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict) -> tupl
     return trainer, base
 
 
-def train_and_record(trainer: Trainer, base: dict, run_dir: Path, objective) -> float | tuple[float, ...]:
+def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> float | tuple[float, ...]:
     """Fit, writing summary.json at the start (running) and at the end (completed, diverged or failed)."""
+    run_dir = info.run_dir
 
     def summary(**fields) -> dict:
         return {**base, "init": trainer.init_report(), **trainer.progress(), **fields}
 
+    def record(final: dict) -> None:
+        write_summary(run_dir, final)
+        trainer.loggers.finish(final, info)
+
     write_summary(run_dir, summary(status="running"))
+    trainer.loggers.start(info, trainer.state.rows)
     try:
         trainer.fit()
     except Diverged as e:
         diverged = summary(status="diverged", reason=str(e), finished_at=_now())
-        write_summary(run_dir, diverged)
+        record(diverged)
         log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
         return objective_values(diverged, objective)
     except BaseException as e:  # a crash or an interrupt mid-training: say so in the summary, keep last.pt
-        write_summary(run_dir, summary(status="failed", reason=f"{type(e).__name__}: {e}", finished_at=_now()))
+        record(summary(status="failed", reason=f"{type(e).__name__}: {e}", finished_at=_now()))
         raise
     done = summary(**trainer.final_metrics(), status="completed")
     done["wall_time_s"] = trainer.elapsed()  # after the final evaluation
-    write_summary(run_dir, {**done, "finished_at": _now()})
+    record({**done, "finished_at": _now()})
     log.info(
         "done: best val acc %.4f (epoch %s), test acc %.4f, test loss %.4f, %.1fs; results in %s",
         done["best_val_acc"], done["best_epoch"], done["test_acc"], done["test_loss"], done["wall_time_s"], run_dir,
@@ -158,8 +166,11 @@ def train_and_record(trainer: Trainer, base: dict, run_dir: Path, objective) -> 
     return objective_values(done, objective)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
-    """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy)."""
+def run(cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None) -> float | tuple[float, ...]:
+    """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy).
+
+    ``sweep_dir``: the multirun this run is a job of (loggers group a sweep's runs by it).
+    """
     started, clock = _now(), time.perf_counter()
     validate(cfg)
     tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
@@ -177,7 +188,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float | tuple[float, ...]:
         started = previous.get("started_at") or started
         if previous.get("status") == "completed":
             log.info("continuing the completed %d-epoch run to %d epochs", previous.get("epochs_completed", 0), tcfg.epochs)
-    return train_and_record(trainer, {**base, "started_at": started}, run_dir, cfg.objective)
+    info = RunInfo(run_dir, base["config"], sweep_dir, job=run_dir.name)
+    return train_and_record(trainer, {**base, "started_at": started}, info, cfg.objective)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:

@@ -67,7 +67,7 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
         torch.set_num_threads(threads)
     try:
         check_invocation(hc, multirun)
-        value = run(cfg, run_dir)
+        value = run(cfg, run_dir, sweep_dir=Path(hc.sweep.dir) if multirun else None)
     except QTError as e:
         log.error("%s", e)
         if not isinstance(e, RunDirError):
@@ -102,7 +102,7 @@ def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | Non
         if "(" in value or not folder.is_dir() or group.split("/")[0] == "hydra":  # hydra/*: plugins add options
             continue
         options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for option in filter(None, (v.strip() for v in value.split(","))):
+        for option in filter(None, (v.strip() for v in value.strip("[]").split(","))):  # a list: logger=[a,b]
             if option != "null" and option not in options:
                 return f"unknown {group} '{option}': choose one of {', '.join(options)} (files in conf/{group}/)"
     return None

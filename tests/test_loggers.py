@@ -1,0 +1,144 @@
+"""Loggers, read back with each library's own reader: TensorBoard's event accumulator, MlflowClient on sqlite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY, run_train, summary
+
+pytest.importorskip("tensorboard")
+pytest.importorskip("mlflow")
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+BOTH = "logger=[tensorboard,mlflow]"
+
+
+def mlflow_args(tmp_path):
+    return [f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+
+
+def client(tmp_path):
+    return MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def all_runs(c):
+    return c.search_runs([e.experiment_id for e in c.search_experiments()])
+
+
+def steps(c, run, key="val/loss"):
+    return sorted(int(m.step) for m in c.get_metric_history(run.info.run_id, key))
+
+
+def tb_scalars(run_dir, tag="val/loss"):
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_a_run_logs_params_and_epochs_that_the_libraries_read_back(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(run_dir, *TINY, "trainer.epochs=2", BOTH, *mlflow_args(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(__import__("csv").DictReader(open(run_dir / "metrics.csv")))
+    # TensorBoard: the same per-epoch values as metrics.csv, and the final metrics
+    assert [(s, pytest.approx(v)) for s, v in tb_scalars(run_dir)] == [(i + 1, float(r["val_loss"])) for i, r in enumerate(rows)]
+    assert tb_scalars(run_dir, "final/test_acc")[0][1] == pytest.approx(summary(run_dir)["test_acc"])
+    assert [s for s, _ in tb_scalars(run_dir, "time/step_ms")] == [1, 2]
+    # MLflow: one run in experiment "qt", params = the flattened config, metrics, artifacts
+    c = client(tmp_path)
+    (run,) = all_runs(c)
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert run.data.params["mapping.hidden"] == "[20, 20]" and run.data.params["n_blocks"] == "2"
+    assert steps(c, run) == [1, 2] and run.data.metrics["final/test_acc"] == pytest.approx(summary(run_dir)["test_acc"])
+    assert {a.path for a in c.list_artifacts(run.info.run_id)} == {"summary.json", "curves.png"}
+    assert (tmp_path / "mlflow-artifacts").is_dir() and not (ROOT / "mlruns").exists()  # beside the database, not in the launch dir
+
+
+def test_a_killed_and_resumed_run_continues_the_same_logged_run(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=12", BOTH, *mlflow_args(tmp_path)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "qt.train", f"hydra.run.dir={run_dir}", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not (run_dir / "metrics.csv").exists():  # epoch 1 done (logged, then checkpointed)
+        assert proc.poll() is None and time.time() - t0 < 180
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert summary(run_dir)["status"] == "running"
+    resumed = run_train(run_dir, *args)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    c = client(tmp_path)
+    (run,) = all_runs(c)  # no duplicate run
+    assert run.info.status == "FINISHED" and steps(c, run) == [1, 2, 3]  # each epoch once
+    assert [s for s, _ in tb_scalars(run_dir)] == [1, 2, 3]
+
+
+def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *TINY[1:], "n_blocks=1,2", "logger=mlflow",
+           *mlflow_args(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    c = client(tmp_path)
+    experiment = c.get_experiment_by_name(str(sweep_dir))
+    runs = c.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["0", "1"]
+    assert sorted(r.data.params["n_blocks"] for r in runs) == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["logger.tracking_uri=http://127.0.0.1:9", "logger.tensorboard.subdir=summary.json/tb"],  # no server; not a folder
+)
+def test_a_failing_logger_is_one_line_and_the_run_goes_on(tmp_path, override):
+    run_dir = tmp_path / "run"
+    extra = [] if "mlflow" in override else mlflow_args(tmp_path)
+    proc = run_train(run_dir, *TINY, BOTH, *extra, override)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings = [line for line in proc.stdout.splitlines() if "switched off, the run goes on" in line]
+    assert len(warnings) == 1
+    s = summary(run_dir)
+    assert s["status"] == "completed" and json.loads((run_dir / "summary.json").read_text()) == s
+
+
+def test_optuna_dashboard_reads_a_running_or_finished_study(tmp_path):
+    """The live view of a search: optuna-dashboard on the study qt writes in the sweep dir."""
+    import socket
+    import urllib.request
+
+    import optuna
+
+    pytest.importorskip("optuna_dashboard")
+    storage = f"sqlite:///{tmp_path}/study.db"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = "from optuna_dashboard._cli import main; main()"  # the optuna-dashboard command, from this interpreter
+    server = subprocess.Popen([sys.executable, "-c", cli, storage, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read())
+                break
+            except OSError:
+                assert server.poll() is None and time.time() - t0 < 60
+                time.sleep(0.3)
+        (only,) = body["study_summaries"]
+        assert only["study_name"] == "s" and only["directions"] == ["maximize"]
+    finally:
+        server.kill()
+        server.wait()
