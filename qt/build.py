@@ -9,6 +9,7 @@ trainable-parameter budget.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ class Optimization:
 def build_loggers(cfg: DictConfig) -> Loggers:
     """The ``logger`` group: one tracker per entry (``csv``, the default, adds none to the results schema)."""
     nodes = (cfg.get("logger") or {}).values()
-    return Loggers([instantiate(node) for node in nodes if isinstance(node, DictConfig) and "_target_" in node])
+    loggers = [instantiate(node) for node in nodes if isinstance(node, DictConfig) and "_target_" in node]
+    for logger in loggers:
+        if logger.requires and importlib.util.find_spec(logger.requires) is None:
+            raise ConfigError(f"logger={logger.name} needs the {logger.requires} package: pip install -e \".[{logger.name}]\"")
+    return Loggers(loggers)
 
 
 def build_optimization(cfg: DictConfig) -> Optimization:

@@ -74,6 +74,7 @@ class Logger:
     """One tracker. Subclasses implement the four calls; :class:`Loggers` isolates their failures."""
 
     name = "logger"
+    requires: str | None = None  # the package it needs (an extra of qt's)
 
     def start(self, info: RunInfo, done_rows: Sequence[dict]) -> None:
         """Open (or, with ``done_rows`` from a checkpoint, reopen) the logged run."""
@@ -126,6 +127,7 @@ class TensorBoardLogger(Logger):
     """Event files in ``RUN_DIR/tensorboard`` (``tensorboard --logdir`` a run or a whole sweep dir)."""
 
     name = "tensorboard"
+    requires = "tensorboard"
 
     def __init__(self, subdir: str = "tensorboard"):
         self.subdir = subdir
@@ -172,6 +174,7 @@ class MLflowLogger(Logger):
     """
 
     name = "mlflow"
+    requires = "mlflow"
 
     def __init__(self, tracking_uri: str = "sqlite:///outputs/mlflow.db", experiment_name: str | None = None,
                  run_name: str | None = None, request_timeout_s: int = 10, request_retries: int = 2):

@@ -10,6 +10,9 @@ embedded; opens without a server). Sections:
   parameters (QNN / mapping), compression ratio, generalization gap, epochs, wall time (total
   and per epoch);
   classical baselines (``mode=classical``) are rows of the same table, marked;
+* QT against each of its controls (frozen circuit, classical generator, fixed vector,
+  classical baseline): seed-matched paired differences in test accuracy with 95 % t
+  intervals (:mod:`qt.stats`);
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
 * plots: test accuracy vs trainable parameters with the Pareto front, accuracy vs
   n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
@@ -33,6 +36,7 @@ import pandas as pd
 
 from qt.analysis import learning_curves, load_runs
 from qt.results import pareto_front
+from qt.stats import CONTEXT, QT_FACTORS, paired_differences
 from qt.sweep import make_storage
 
 #: columns that may distinguish experiment groups (seed is the replicate axis)
@@ -149,6 +153,21 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
             _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
         ])
     return header, rows, grouped
+
+
+def difference_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT minus each of its controls on test accuracy, seed-matched pairs, mean and 95 % t interval (qt.stats)."""
+    diff = paired_differences(df)
+    if diff.empty:
+        return [], []
+    shown = [c for c in CONTEXT + QT_FACTORS if c in diff.columns and diff[c].map(str).nunique() > 1]
+    header = [*shown, "control", "pairs", "QT test acc %", "control test acc %", "difference, points [95 % t interval]"]
+    rows = []
+    for rec in diff.to_dict("records"):
+        interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
+        rows.append([*(_fmt(rec[c]) for c in shown), rec["control"], str(rec["n_pairs"]), f"{rec['qt_mean'] * 100:.2f}",
+                     f"{rec['control_mean'] * 100:.2f}", f"{rec['diff_mean'] * 100:+.2f}{interval}"])
+    return header, rows
 
 
 def problem_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -280,12 +299,43 @@ CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
 
 
+def report_figures(df: pd.DataFrame, grouped: pd.DataFrame, inputs: list[Path], curves: int) -> list[tuple[str, object]]:
+    """(caption, figure, or why there is none) for every plot of the report."""
+    figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
+               ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
+    if not grouped.empty:
+        best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
+        labels = [f"{r['mode']} {_fmt(r.get('circuit'))} {_fmt(r.get('n_blocks'))} ({Path(r['best_run']).name})" for r in best.to_dict("records")]
+        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), labels)))
+    return figures + study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
+
+
+def render_figures(figures: list[tuple[str, object]], out: Path, md: list[str], parts_html: list[str]) -> None:
+    """PNG files beside report.md, and the same plots embedded in report.html."""
+    import matplotlib.pyplot as plt
+
+    md += ["## Plots", ""]
+    parts_html.append("<h2>Plots</h2>")
+    for i, (caption, fig) in enumerate(figures):
+        if fig is None:
+            continue
+        if isinstance(fig, str):  # a plot that cannot be drawn, and why
+            md += [f"### {caption}", "", fig, ""]
+            parts_html += [f"<h3>{html.escape(caption)}</h3>", f"<p>{html.escape(fig)}</p>"]
+            continue
+        png = _png(fig)
+        plt.close(fig)
+        name = f"plot_{i}.png"
+        (out / name).write_bytes(png)
+        md += [f"### {caption}", "", f"![{caption}]({name})", ""]
+        parts_html += [f"<h3>{html.escape(caption)}</h3>",
+                       f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
+
+
 def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(*inputs)
     header, rows, grouped = main_table(df)
@@ -307,32 +357,16 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
+    dheader, drows = difference_table(df)
+    if drows:
+        table_section("QT against its controls", dheader, drows, "")
+        how = ("Each difference is QT minus the control on test accuracy, over the seeds both were run with (pairs); "
+               "the interval is the two-sided 95 % t interval of the mean paired difference (qt/stats.py).")
+        md += [how, ""]
+        parts_html.append(f"<p>{html.escape(how)}</p>")
     table_section("Failed, diverged and unfinished runs", pheader, prows, "None.")
 
-    figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
-               ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
-    if not grouped.empty:
-        best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
-        labels = [f"{r['mode']} {_fmt(r.get('circuit'))} {_fmt(r.get('n_blocks'))} ({Path(r['best_run']).name})" for r in best.to_dict("records")]
-        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), labels)))
-    figures += study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
-    md += ["## Plots", ""]
-    parts_html.append("<h2>Plots</h2>")
-    for i, (caption, fig) in enumerate(figures):
-        if fig is None:
-            continue
-        if isinstance(fig, str):  # a plot that cannot be drawn, and why
-            md += [f"### {caption}", "", fig, ""]
-            parts_html += [f"<h3>{html.escape(caption)}</h3>", f"<p>{html.escape(fig)}</p>"]
-            continue
-        png = _png(fig)
-        plt.close(fig)
-        name = f"plot_{i}.png"
-        (out / name).write_bytes(png)
-        md += [f"### {caption}", "", f"![{caption}]({name})", ""]
-        parts_html += [f"<h3>{html.escape(caption)}</h3>",
-                       f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
-
+    render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.html").write_text(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"

@@ -1,0 +1,73 @@
+"""How sure a comparison is: seed-matched paired differences with a t interval.
+
+A control (``variant``) is run with the seeds of the Quantum-Train runs it controls, so each
+seed gives a pair. For every QT group and every control of it in the same frame, this
+module reports the number of pairs, both means, and the mean paired difference (QT minus
+control) with its two-sided t interval: mean ± t(1 - (1 - level) / 2, n - 1) · s / sqrt(n),
+where s is the standard deviation of the n differences (n - 1 in the denominator).
+
+A control pairs with a QT group when it shares the group's context (dataset, target,
+experiment, training budget); the frozen-circuit and generator controls must also share
+its circuit and mapping, while the classical baseline, which has neither, pairs on the context alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+from scipy import stats
+
+#: the controls a QT group is compared with, in report order
+CONTROLS = ("frozen", "classical_generator", "fixed_vector", "classical")
+#: what a control must share with the QT group to be its control
+CONTEXT = ["dataset", "model", "experiment", "loss", "epochs", "batch_size"]
+#: ... and, for controls that keep a generator and mapping, these too
+QT_FACTORS = ["circuit", "layout", "n_blocks", "shots", "mapping", "mapping_hidden", "activation", "scale", "rescale", "center", "chunk"]
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the two-sided t interval of the mean; NaN bounds for fewer than 2 values."""
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    cols = [c for c in columns if c in frame.columns]
+    return frame[cols].map(str).agg(" | ".join, axis=1) if cols else pd.Series("", index=frame.index)  # NaN -> "nan"
+
+
+def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """One row per (QT group, control) with at least one seed-matched pair: n, means, mean difference, interval."""
+    done = df[(df.status == "completed") & df[metric].notna() & df.seed.notna()].copy()
+    done["_ctx"] = _key(done, CONTEXT)
+    done["_grp"] = done["_ctx"] + " || " + _key(done, QT_FACTORS)
+    rows = []
+    for grp, qt in done[done.variant == "qt"].groupby("_grp", sort=True):
+        for control in CONTROLS:
+            same = done["_ctx"] == qt["_ctx"].iloc[0] if control == "classical" else done["_grp"] == grp
+            other = done[same & (done.variant == control)]
+            pairs = qt[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_qt", "_control"))
+            pairs = pairs.drop_duplicates("seed")
+            if pairs.empty:
+                continue
+            diffs = list(pairs[f"{metric}_qt"] - pairs[f"{metric}_control"])
+            mean, low, high = t_interval(diffs, level)
+            first = qt.iloc[0]
+            rows.append({
+                **{c: first.get(c) for c in CONTEXT + QT_FACTORS if c in qt.columns},
+                "control": control,
+                "n_pairs": len(pairs),
+                "qt_mean": pairs[f"{metric}_qt"].mean(),
+                "control_mean": pairs[f"{metric}_control"].mean(),
+                "diff_mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+            })
+    return pd.DataFrame(rows)
