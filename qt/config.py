@@ -148,14 +148,19 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def _flat_keys(node: Any, prefix: str = "") -> set[str]:
-    """Dotted keys of the leaves of a YAML mapping (lists are leaves)."""
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted.key: value} (lists are values, not nested)."""
     if not isinstance(node, dict):
-        return {prefix[:-1]} if prefix else set()
-    out: set[str] = set()
+        return {prefix[:-1]: node}
+    out: dict[str, Any] = {}
     for k, v in node.items():
-        out |= _flat_keys(v, f"{prefix}{k}.")
+        out.update(flatten(v, f"{prefix}{k}."))
     return out
+
+
+def override_options(value: str) -> list[str]:
+    """The options of a ``group=...`` override: one, a sweep's ``a,b`` or a list ``[a,b]``."""
+    return [v.strip() for v in value.strip("[]").split(",") if v.strip()]
 
 
 def option_keys(group: str, option: str, conf_dir: Path = CONF_DIR) -> set[str]:
@@ -171,7 +176,7 @@ def option_keys(group: str, option: str, conf_dir: Path = CONF_DIR) -> set[str]:
             keys |= option_keys(group, entry, conf_dir)  # an option of the same group it extends
     body.pop("hydra", None)
     prefix = "" if "@package _global_" in text else f"{group}."
-    return keys | _flat_keys(body, prefix)
+    return keys | set(flatten(body, prefix))
 
 
 def experiment_choices(experiment: str, conf_dir: Path = CONF_DIR) -> dict[str, str]:
@@ -202,7 +207,7 @@ def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_d
     for group, value in pairs:
         if group == "experiment" or group.startswith("hydra") or not (conf_dir / group).is_dir():
             continue
-        for option in filter(None, (v.strip() for v in value.strip("[]").split(","))):
+        for option in override_options(value):
             if option == own.get(group):
                 continue  # the experiment's own choice: its values are meant for it
             clash = sorted(

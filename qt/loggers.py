@@ -23,8 +23,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from qt.config import flatten
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +56,19 @@ def epoch_metrics(row: dict) -> dict[str, float]:
     return out
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {dotted.key: value} (lists kept as values)."""
-    if not isinstance(node, dict):
-        return {prefix[:-1]: node}
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        out.update(flatten(v, f"{prefix}{k}."))
-    return out
+def final_metrics(summary: dict) -> dict[str, float]:
+    """summary.json's final numbers as tracker scalars (tag -> value)."""
+    return {f"final/{k}": v for k in FINAL_METRICS if (v := _number(summary.get(k))) is not None}
 
 
+@dataclass
 class RunInfo:
     """What a logger needs to know about the run: where it lives and what it is called."""
 
-    def __init__(self, run_dir: Path, config: dict, sweep_dir: Path | None, job: str):
-        self.run_dir, self.config, self.sweep_dir, self.job = Path(run_dir), config, sweep_dir, job
+    run_dir: Path
+    config: dict
+    sweep_dir: Path | None
+    job: str
 
 
 class Logger:
@@ -149,12 +150,10 @@ class TensorBoardLogger(Logger):
 
     def finish(self, summary: dict, info: RunInfo) -> None:
         step = int(summary.get("epochs_completed") or 0)
-        final = {f"final/{k}": _number(summary.get(k)) for k in FINAL_METRICS}
-        for tag, value in final.items():
-            if value is not None:
-                self.writer.add_scalar(tag, value, step)
+        metrics = final_metrics(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
         hparams = {k: v for k, v in flatten(info.config).items() if isinstance(v, (int, float, str, bool))}
-        metrics = {k: v for k, v in final.items() if v is not None}
         if metrics:
             self.writer.add_hparams(hparams, metrics, run_name=".", global_step=step)
         self.writer.add_text("status", str(summary.get("status")), step)
@@ -179,6 +178,8 @@ class MLflowLogger(Logger):
     def __init__(self, tracking_uri: str = "sqlite:///outputs/mlflow.db", experiment_name: str | None = None,
                  run_name: str | None = None, request_timeout_s: int = 10, request_retries: int = 2):
         self.tracking_uri, self.experiment_name, self.run_name = str(tracking_uri), experiment_name, run_name
+        local = self.tracking_uri.startswith("sqlite:///")
+        self.sqlite_db = Path(self.tracking_uri[len("sqlite:///") :]).resolve() if local else None  # a local store
         # a server that is down must cost seconds, not MLflow's default minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(request_timeout_s)))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(int(request_retries)))
@@ -188,9 +189,9 @@ class MLflowLogger(Logger):
 
     def _artifact_location(self, name: str) -> str | None:
         """For a local sqlite store, artifacts beside the database (MLflow's default is ./mlruns where you launch)."""
-        if not self.tracking_uri.startswith("sqlite:///"):
+        if self.sqlite_db is None:
             return None  # a server or another store decides
-        db = Path(self.tracking_uri[len("sqlite:///") :]).resolve()
+        db = self.sqlite_db
         return (db.parent / f"{db.stem}-artifacts" / name.strip("/").replace("/", "_")).as_uri()
 
     def _experiment_id(self, name: str) -> str:
@@ -206,11 +207,11 @@ class MLflowLogger(Logger):
             return found.experiment_id
 
     def start(self, info: RunInfo, done_rows: Sequence[dict]) -> None:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        if self.sqlite_db is not None:
+            self.sqlite_db.parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         name = self.experiment_name or (str(info.sweep_dir) if info.sweep_dir is not None else "qt")
         experiment = self._experiment_id(name)
@@ -221,12 +222,11 @@ class MLflowLogger(Logger):
             self.client.update_run(self.run_id, status="RUNNING")
             self.logged_epochs = max((int(m.step) for m in self.client.get_metric_history(self.run_id, "val/loss")), default=0)
             return
-        run = self.client.create_run(experiment, run_name=self.run_name or info.job, tags={"qt.run_dir": run_dir})
+        run = self.client.create_run(experiment, run_name=self.run_name or info.job, tags={"qt.run_dir": run_dir, "qt.job": info.job})
         self.run_id = run.info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in sorted(flatten(info.config).items())]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[i : i + 100])
-        self.client.log_batch(self.run_id, tags=[RunTag("qt.job", info.job)])
 
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
@@ -243,7 +243,7 @@ class MLflowLogger(Logger):
         from mlflow.entities import Metric
 
         step, stamp = int(summary.get("epochs_completed") or 0), _now_ms()
-        metrics = [Metric(f"final/{k}", v, stamp, step) for k in FINAL_METRICS if (v := _number(summary.get(k))) is not None]
+        metrics = [Metric(tag, v, stamp, step) for tag, v in final_metrics(summary).items()]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
         for name in ("summary.json", "curves.png"):

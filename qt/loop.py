@@ -333,10 +333,8 @@ class Trainer:
         parts = []
         for name, r in self.init_weights.items():
             ratio = "-" if r["std_ratio"] is None else f"{r['std_ratio']:.2f}"
-            shape = "" if r["unit_mean_share"] is None else f" ({r['unit_mean_share']:.2f}"
-            if r["unit_similarity"] is not None:
-                shape += f", {r['unit_similarity']:.2f}"
-            parts.append(f"{name} {ratio}{shape + ')' if shape else ''}")
+            shape = [f"{r[k]:.2f}" for k in ("unit_mean_share", "unit_similarity") if r[k] is not None]
+            parts.append(f"{name} {ratio}" + (f" ({', '.join(shape)})" if shape else ""))
         log.info("init: weight std / default-init std (unit-mean share, unit similarity): %s", ", ".join(parts))
 
     def log_initial_loss(self) -> None:

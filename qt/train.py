@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qt.config import CONF_DIR, experiment_conflict, trusted_targets
+from qt.config import CONF_DIR, experiment_conflict, override_options, trusted_targets
 from qt.errors import ConfigError, QTError, RunDirError
 from qt.results import objective_values
 from qt.run import record_failure, run
@@ -102,7 +102,7 @@ def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | Non
         if "(" in value or not folder.is_dir() or group.split("/")[0] == "hydra":  # hydra/*: plugins add options
             continue
         options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for option in filter(None, (v.strip() for v in value.strip("[]").split(","))):  # a list: logger=[a,b]
+        for option in override_options(value):
             if option != "null" and option not in options:
                 return f"unknown {group} '{option}': choose one of {', '.join(options)} (files in conf/{group}/)"
     return None
