@@ -88,14 +88,19 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learne
         check_memory(cfg, count_weights(target), chunk, device)
     circuit = instantiate(cfg.circuit, _partial_=True)
     if cfg.get("generator", "quantum") == "classical":
-        circuit = partial(equal_budget_generator, circuit)
+        circuit = partial(equal_budget_generator, circuit, seed=int(cfg.trainer.seed))
     return QTLearner(target, circuit=circuit, mapping=instantiate(cfg.mapping, _partial_=True), chunk=chunk)
 
 
-def equal_budget_generator(circuit_factory, n_qubits: int) -> torch.nn.Module:
-    """The classical-generator control with exactly the parameter count of the circuit it replaces."""
+def equal_budget_generator(circuit_factory, n_qubits: int, seed: int) -> torch.nn.Module:
+    """The classical-generator control with exactly the parameter count of the circuit it replaces.
+
+    Its random features and initial theta are drawn from the run's seed: each seed of a control
+    is its own random generator, and the same seed gives the same one.
+    """
     circuit = circuit_factory(n_qubits=n_qubits)
-    return ClassicalGenerator(n_qubits, n_params=circuit.ansatz.n_params, freeze=not any(p.requires_grad for p in circuit.parameters()))
+    frozen = not any(p.requires_grad for p in circuit.parameters())
+    return ClassicalGenerator(n_qubits, n_params=circuit.ansatz.n_params, feature_seed=seed, freeze=frozen)
 
 
 def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.device) -> None:

@@ -9,7 +9,8 @@ parameter count of the circuit it replaces, so a QT run and its control have the
 
     p = softmax(F @ theta),   F: fixed random features of the basis index (2^n x K), theta: K trainable
 
-``freeze=true`` keeps theta at its random initialisation: the fixed-random-vector control.
+``freeze=true`` keeps theta at its random initialisation: the fixed-random-vector control
+(``variant=fixed_vector``). qt draws F and the initial theta from the run's seed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from qt.errors import ConfigError
 class ClassicalGenerator(nn.Module):
     """Drop-in for :class:`~qt.quantum.QuantumCircuit`: ``forward()`` returns 2^n probabilities."""
 
-    def __init__(self, n_qubits: int, n_params: int, feature_seed: int = 0, freeze: bool = False):
+    def __init__(self, n_qubits: int, n_params: int, feature_seed: int, freeze: bool = False):
         super().__init__()
         k = int(n_params)
         if k < 1:

@@ -82,6 +82,25 @@ def test_accuracy_experiments_keep_their_parameter_budget(experiment, dataset, b
     assert counts["classical_generator"] == counts["qt"] > counts["frozen"]
 
 
+@pytest.mark.parametrize("variant", ["classical_generator", "fixed_vector"])
+def test_classical_controls_are_drawn_from_the_runs_seed(variant):
+    """Each seed of a control is its own random generator; the same seed rebuilds the same one."""
+    def generator(seed):
+        cfg = cfg_with("experiment=mnist_700", f"variant={variant}", f"seed={seed}")
+        torch.manual_seed(123)  # the global state must not matter: the control draws from the run's seed
+        with execution_whitelist(trusted_targets()):
+            learner = build_learner(cfg)
+        return learner.circuit, learner.param_table()["trainable_params"]
+
+    (a, params), (again, _), (b, _) = generator(0), generator(0), generator(1)
+    assert torch.equal(a.features, again.features) and torch.equal(a.theta, again.theta)
+    assert not torch.allclose(a.features, b.features) and not torch.allclose(a.theta, b.theta)
+    assert torch.equal(a(), again()) and not torch.allclose(a(), b())
+    assert a.theta.requires_grad == (variant == "classical_generator")
+    mapping_only = variant == "fixed_vector"
+    assert (params == 177) if mapping_only else (params == 697)  # mnist_700: mapping 177, circuit 520
+
+
 def test_data_dir_env_override(monkeypatch):
     monkeypatch.setenv("QT_DATA_DIR", "/some/where")
     assert cfg_with("dataset=mnist").dataset.root == "/some/where"

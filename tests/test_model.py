@@ -162,13 +162,13 @@ def test_classical_generator_control_has_the_circuits_budget():
     from qt.build import equal_budget_generator
 
     for kw, budget in ((dict(n_blocks=16), 208), (dict(n_blocks=16, rotation="U3", entangler="CU3", layout="ring"), 1248)):
-        gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13)
+        gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13, seed=0)
         assert isinstance(gen, ClassicalGenerator) and sum(p.numel() for p in gen.parameters()) == budget
         p = gen()
         assert p.shape == (2**13,) and torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
-    frozen = equal_budget_generator(partial(QuantumCircuit, n_blocks=2, freeze=True), 5)
+    frozen = equal_budget_generator(partial(QuantumCircuit, n_blocks=2, freeze=True), 5, seed=0)
     assert not any(p.requires_grad for p in frozen.parameters())  # the fixed-random-vector control
-    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16)), partial(WeightGenerator, hidden=[20, 20], scale="none"))
+    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16), seed=0), partial(WeightGenerator, hidden=[20, 20], scale="none"))
     table = learner.param_table()
     assert table["generator"] == "classical" and table["trainable_params"] == 949  # same budget as the QT default
     x = torch.randn(2, 1, 28, 28)
