@@ -69,6 +69,8 @@ COLUMNS = [
     "best_val_acc",
     "best_epoch",
     "test_acc",
+    "test_subset_acc",
+    "train_acc",
     "train_loss",
     "test_loss",
     "gen_gap",
@@ -118,7 +120,7 @@ def _summary_fields(summary: dict) -> dict:
     params = summary.get("params") or {}
     for key in ("target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio"):
         row[key] = params.get(key)
-    for key in ("best_val_acc", "best_epoch", "test_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
+    for key in ("best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
         row[key] = summary.get(key)
     if row["schema_version"] == 1:  # v1's wall_time_s was training steps plus per-epoch validation: neither time of v2
         row["wall_time_s"] = None

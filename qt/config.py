@@ -74,6 +74,13 @@ def validate(cfg: DictConfig) -> None:
         _positive(t.clip_norm, "trainer.clip_norm", "set a positive norm, or trainer.clip_norm=null to disable clipping")
     if t.threads is not None:
         _positive(t.threads, "trainer.threads", "set trainer.threads=N or null for torch's default", integer=True)
+    if t.get("test_subset") is not None:
+        _positive(t.test_subset, "trainer.test_subset", "set a number of test images, or trainer.test_subset=null", integer=True)
+    if cfg.dataset.get("val_fraction", 0.2) == 0 and {"best_val_acc", "val_loss"} & set(names):
+        raise ConfigError(
+            "dataset.val_fraction=0 leaves no validation split to judge the run by: set objective=train_loss "
+            "(as experiment=paper_* do) or a val_fraction above 0"
+        )
     if t.device not in DEVICES:
         raise ConfigError(f"unknown trainer.device '{t.device}': use cpu, cuda or auto")
     _positive(cfg.optimizer.get("lr"), "optimizer.lr", "set e.g. optimizer.lr=1e-2")

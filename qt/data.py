@@ -72,8 +72,10 @@ class ImageDataset:
         val_fraction: float = 0.2,
         split_seed: int = 0,
     ):
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ConfigError(f"dataset.val_fraction must be between 0 and 1 (got {val_fraction})")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ConfigError(
+                f"dataset.val_fraction must be in [0, 1) (got {val_fraction}); 0 trains on the whole training set, as the authors"
+            )
         self.shape = tuple(int(s) for s in shape)
         self.num_classes = int(num_classes)
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)

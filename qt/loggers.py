@@ -45,7 +45,7 @@ EPOCH_METRICS = {
     "steps_per_s": "time/steps_per_s",
 }
 #: summary.json fields sent at the end
-FINAL_METRICS = ("best_val_acc", "best_epoch", "test_acc", "test_loss", "train_acc", "train_loss", "train_time_s", "wall_time_s", "step_time_s")
+FINAL_METRICS = ("best_val_acc", "best_epoch", "test_acc", "test_loss", "test_subset_acc", "train_acc", "train_loss", "train_time_s", "wall_time_s", "step_time_s")
 
 
 def epoch_metrics(row: dict) -> dict[str, float]:
@@ -220,7 +220,7 @@ class MLflowLogger(Logger):
         if found:  # a resumed run: continue the same MLflow run
             self.run_id = found[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
-            self.logged_epochs = max((int(m.step) for m in self.client.get_metric_history(self.run_id, "val/loss")), default=0)
+            self.logged_epochs = max((int(m.step) for m in self.client.get_metric_history(self.run_id, "train/loss")), default=0)
             return
         run = self.client.create_run(experiment, run_name=self.run_name or info.job, tags={"qt.run_dir": run_dir, "qt.job": info.job})
         self.run_id = run.info.run_id

@@ -3,6 +3,8 @@
 Per step: generate the target's weights once (``learner.weights()``), run the batch through
 the target functionally, cross-entropy, backward, per-part gradient norms, clip, step.
 Per epoch: validation, a metrics row, LR scheduler, best-checkpoint tracking, ``last.pt``.
+Without a validation split (``dataset.val_fraction=0``, as the authors train) the model of the
+last epoch is the one evaluated and ReduceLROnPlateau follows the epoch's training loss.
 Resume: ``last.pt`` (also written every ``checkpoint_every`` steps) holds everything needed
 to continue mid-epoch and end exactly where an uninterrupted run ends: the shuffling
 order of an epoch is a function of (seed, epoch) and the partial-epoch accumulators are saved.
@@ -46,6 +48,7 @@ class TrainerConfig:
     progress: bool | None  # None: only on a terminal
     checkpoint_every: int  # steps between mid-epoch last.pt writes (0: epoch ends only)
     limit_train_batches: int | None  # cap steps per epoch (smoke tests, quick looks)
+    test_subset: int | None  # also report the accuracy on this many random test images (the authors report 1,000)
     resume: bool  # continue from checkpoints/last.pt when the run dir has one
 
 
@@ -272,12 +275,14 @@ class Trainer:
 
     def end_epoch(self) -> dict:
         st = self.state
-        val_loss, val_acc = evaluate(self.learner, self.data.val, self.cfg.eval_batch_size)
+        has_val = len(self.data.val) > 0
+        val_loss, val_acc = evaluate(self.learner, self.data.val, self.cfg.eval_batch_size) if has_val else (None, None)
         acc = st.acc
+        train_loss = acc["loss"] / max(acc["count"], 1)  # the training objective (CE, or KD)
         row = {
             "epoch": st.epoch + 1,
             "step": st.global_step,
-            "train_loss": acc["loss"] / max(acc["count"], 1),  # the training objective (CE, or KD)
+            "train_loss": train_loss,
             "train_acc": acc["correct"] / max(acc["count"], 1),
             "val_loss": val_loss,
             "val_acc": val_acc,
@@ -290,7 +295,7 @@ class Trainer:
                 row[f"grad_norm_{name}"] = acc["gn"][name] / max(acc["steps"], 1)
         if self.scheduler is not None:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(val_loss)
+                self.scheduler.step(val_loss if has_val else train_loss)
             else:
                 self.scheduler.step()
         st.rows.append(row)
@@ -298,22 +303,22 @@ class Trainer:
         st.step_in_epoch = 0
         st.acc = _zero_acc()
         st.epoch_train_time_s = 0.0
-        if val_acc > st.best_val_acc:
-            st.best_val_acc, st.best_epoch = val_acc, row["epoch"]
+        if not has_val or val_acc > st.best_val_acc:  # no validation: the last epoch's model is the one kept
+            st.best_val_acc, st.best_epoch = (val_acc if has_val else -1.0), row["epoch"]
             save_checkpoint({"learner": self.learner.state_dict(), "epoch": row["epoch"]}, self.ckpt_dir / "best.pt")
         self.loggers.log_epoch(row)  # before last.pt: a kill in between re-runs (and re-logs) this epoch identically
         self.save_last()
         write_metrics(self.run_dir, st.rows)
         plot_curves(self.run_dir, st.rows)
         gn = "  ".join(f"|g_{k}| {row[f'grad_norm_{k}']:.3g}" for k in ("circuit", "mapping", "target") if f"grad_norm_{k}" in row)
+        val = f"val loss {val_loss:.4f} acc {val_acc:.4f}" if has_val else "no val split"
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  val loss %.4f acc %.4f  %s  %.1fs  %.1f steps/s",
+            "epoch %d/%d  train loss %.4f acc %.4f  %s  %s  %.1fs  %.1f steps/s",
             row["epoch"],
             self.cfg.epochs,
             row["train_loss"],
             row["train_acc"],
-            val_loss,
-            val_acc,
+            val,
             gn,
             row["epoch_train_time_s"],
             row["steps_per_s"] or 0.0,
@@ -363,7 +368,7 @@ class Trainer:
         """Summary fields of the training so far (best epoch, counts, times), whatever the run's end."""
         st = self.state
         return {
-            "best_val_acc": st.best_val_acc if st.best_epoch else None,
+            "best_val_acc": st.best_val_acc if st.best_epoch and len(self.data.val) else None,
             "best_epoch": st.best_epoch,
             "epochs_completed": st.epoch,
             "steps": st.global_step,
@@ -373,15 +378,19 @@ class Trainer:
         }
 
     def final_metrics(self) -> dict:
-        """Evaluate the best-validation checkpoint on train, val and test (the test set's only use)."""
+        """Evaluate the best-validation checkpoint (without validation: the last epoch's) on train, val and test.
+
+        The test set's only use. ``test_subset``: also the accuracy on that many test images drawn
+        at random with the run's seed, the way the authors report theirs (1,000 of 10,000).
+        """
         best = self.ckpt_dir / "best.pt"
         if best.exists():
             self.learner.load_state_dict(load_checkpoint(best)["learner"])
         bs = self.cfg.eval_batch_size
         train_loss, train_acc = evaluate(self.learner, self.data.train, bs)
-        val_loss, val_acc = evaluate(self.learner, self.data.val, bs)
+        val_loss, val_acc = evaluate(self.learner, self.data.val, bs) if len(self.data.val) else (None, None)
         test_loss, test_acc = evaluate(self.learner, self.data.test, bs)
-        return {
+        out = {
             "best_val_acc": val_acc,
             "best_epoch": self.state.best_epoch,
             "val_loss": val_loss,
@@ -390,3 +399,9 @@ class Trainer:
             "train_acc": train_acc,
             "train_loss": train_loss,
         }
+        if self.cfg.test_subset:
+            test = self.data.test
+            g = torch.Generator().manual_seed(int(self.cfg.seed))
+            idx = torch.randperm(len(test), generator=g)[: int(self.cfg.test_subset)].to(test.x.device)
+            out["test_subset_acc"] = evaluate(self.learner, Split(test.x[idx], test.y[idx]), bs)[1]
+        return out

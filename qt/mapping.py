@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from qt.errors import ConfigError
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "none": None}
+from qt.models import activation_layers
 
 
 def states_for(n_weights: int, chunk: int = 1) -> int:
@@ -51,16 +50,14 @@ class MappingModel(nn.Module):
 
     def __init__(self, n_qubits: int, hidden: Sequence[int] = (20, 20), activation: str = "relu", chunk: int = 1):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown mapping activation '{activation}': use one of {', '.join(ACTIVATIONS)}")
         if any(int(h) < 1 for h in hidden):
             raise ConfigError(f"mapping.hidden widths must be positive (got {list(hidden)})")
         widths = [n_qubits + 1, *[int(h) for h in hidden], int(chunk)]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2 and ACTIVATIONS[activation] is not None:
-                layers.append(ACTIVATIONS[activation]())
+            if i < len(widths) - 2:
+                layers += activation_layers(activation, "mapping.activation")
         self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qt.errors import ConfigError
+
+#: the activations a config may name, for target networks and the mapping model (``none``: linear)
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "none": None}
+
+
+def activation_layers(name: str, where: str) -> list[nn.Module]:
+    """``[the activation module]``, or ``[]`` for ``none``; an unknown name is one line naming ``where``."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown {where} '{name}': use one of {', '.join(ACTIVATIONS)}")
+    return [] if ACTIVATIONS[name] is None else [ACTIVATIONS[name]()]
+
 
 class SimpleCNN(nn.Module):
-    """conv(k)->ReLU->maxpool(2) per entry of ``channels``, then fully connected layers.
+    """conv(k)->activation->maxpool(2) per entry of ``channels``, then fully connected layers.
+
+    ``activation`` (relu, tanh, gelu, silu, none) follows every layer but the last; the
+    authors' network has none (``model=cnn_qtt model.activation=none``, as ``paper_*`` set).
 
     ``cnn_small``: channels [4, 8], k3, fc [30]  (6,676 weights on 1x28x28)
     ``cnn_qtt``:   channels [8, 12], k5, fc [20] (6,690 weights on 1x28x28, the authors' network)
@@ -31,12 +46,18 @@ class SimpleCNN(nn.Module):
         padding: int = 0,
         hidden: Sequence[int] = (20,),
         num_classes: int = 10,
+        activation: str = "relu",
     ):
         super().__init__()
+        activation_layers(activation, "model.activation")  # an unknown name fails here, in one line
+
+        def act() -> list[nn.Module]:  # a fresh module per layer
+            return activation_layers(activation, "model.activation")
+
         convs: list[nn.Module] = []
         c_in, size = in_channels, image_size
         for c_out in channels:
-            convs += [nn.Conv2d(c_in, c_out, kernel_size, padding=padding), nn.ReLU(), nn.MaxPool2d(2)]
+            convs += [nn.Conv2d(c_in, c_out, kernel_size, padding=padding), *act(), nn.MaxPool2d(2)]
             size = (size + 2 * padding - kernel_size + 1) // 2
             c_in = c_out
         if size < 1:
@@ -45,7 +66,7 @@ class SimpleCNN(nn.Module):
         fcs: list[nn.Module] = [nn.Flatten()]
         width = c_in * size * size
         for h in hidden:
-            fcs += [nn.Linear(width, h), nn.ReLU()]
+            fcs += [nn.Linear(width, h), *act()]
             width = h
         fcs.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*fcs)

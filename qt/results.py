@@ -66,6 +66,7 @@ SUMMARY_KEYS = [
     "val_loss",
     "test_acc",
     "test_loss",
+    "test_subset_acc",
     "train_acc",
     "train_loss",
     "epochs_completed",
@@ -221,7 +222,8 @@ def plot_curves(run_dir: Path, rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", label="val")
+        if any(r.get(f"val_{key}") is not None for r in rows):  # no validation split: train only
+            ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", label="val")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -100,7 +100,7 @@ def _nothing_to_do(previous: dict | None, epochs: int) -> bool:
 def load_data(cfg: DictConfig):
     data = instantiate(cfg.dataset).load()
     log.info("data %s: %s", data.name, data.sizes())
-    if len(data.train) == 0 or len(data.val) == 0:
+    if len(data.train) == 0 or (len(data.val) == 0 and float(cfg.dataset.get("val_fraction", 0.2)) > 0):
         raise ConfigError(f"dataset {data.name} has an empty train or val split {data.sizes()}: change dataset.val_fraction")
     return data
 
@@ -159,9 +159,11 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
     done = summary(**trainer.final_metrics(), status="completed")
     done["wall_time_s"] = trainer.elapsed()  # after the final evaluation
     record({**done, "finished_at": _now()})
+    val = "no val split" if done["best_val_acc"] is None else f"best val acc {done['best_val_acc']:.4f}"
+    subset = f" ({done['test_subset_acc']:.4f} on a random {trainer.cfg.test_subset:,})" if "test_subset_acc" in done else ""
     log.info(
-        "done: best val acc %.4f (epoch %s), test acc %.4f, test loss %.4f, %.1fs; results in %s",
-        done["best_val_acc"], done["best_epoch"], done["test_acc"], done["test_loss"], done["wall_time_s"], run_dir,
+        "done: %s (epoch %s), train acc %.4f, test acc %.4f%s, test loss %.4f, %.1fs; results in %s",
+        val, done["best_epoch"], done["train_acc"], done["test_acc"], subset, done["test_loss"], done["wall_time_s"], run_dir,
     )
     return objective_values(done, objective)
 
@@ -179,7 +181,7 @@ def run(cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None) -> float 
     _protect_run_dir(run_dir, fp, tcfg.resume)
     previous = read_summary(run_dir)
     if _nothing_to_do(previous, tcfg.epochs):
-        log.info("%s already holds a completed run of this config: nothing to do (best val acc %.4f)", run_dir, previous["best_val_acc"])
+        log.info("%s already holds a completed run of this config: nothing to do (test acc %.4f)", run_dir, previous["test_acc"])
         return objective_values(previous, cfg.objective)
 
     trainer, base = setup(cfg, tcfg, run_dir, fp)

@@ -112,6 +112,8 @@ def test_different_config_in_same_dir_is_refused_and_nothing_changes(qt_run):
         (["experiment=mnist_1500", "dataset=mnist_5k", "optimizer=sgd"], "experiment=mnist_1500 sets optimizer.lr"),
         (["experiment=ablation"], "run it as a multirun"),
         (["+sweep=lr_blocks_clip"], "run it as a multirun"),
+        (["dataset.val_fraction=0"], "no validation split to judge the run by"),
+        (["model.activation=swish"], "unknown model.activation 'swish'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, message):

@@ -1,14 +1,17 @@
 """Every config group option composes and builds; bad values fail with one clear line."""
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import execution_whitelist, instantiate
 
-from qt.config import compose_config, trusted_targets, validate
+from qt.config import compose_config, trusted, trusted_targets, validate
 from qt.errors import ConfigError
 from qt.build import build_learner
+from qt.run import run
 from qt.train import check_group_options
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -147,3 +150,64 @@ def test_code_defaults_are_the_default_configs():
             assert (list(default) if isinstance(default, tuple) else default) == value, key
     # the trainer group has no second set of defaults in code
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainerConfig))
+
+
+def test_paper_experiments_compose_to_the_authors_settings():
+    """Every point of the authors' MNIST notebook (see conf/experiment/paper_mnist.yaml), and FashionMNIST alike."""
+    for experiment, dataset, subset in (("paper_mnist", "MNIST", 1000), ("paper_fmnist", "FashionMNIST", None)):
+        cfg = cfg_with(f"experiment={experiment}")
+        assert cfg.dataset.name == dataset and list(cfg.dataset.mean) == [0.5] and list(cfg.dataset.std) == [0.5]
+        assert cfg.dataset.val_fraction == 0 and cfg.objective == "train_loss" and cfg.trainer.test_subset == subset
+        assert (cfg.model.channels, cfg.model.kernel_size, cfg.model.hidden, cfg.model.activation) == ([8, 12], 5, [20], "none")
+        c = cfg.circuit
+        assert (c.rotation, c.entangler, c.layout, c.n_blocks, c.shots, c.freeze) == ("U3", "CU3", "ring", 16, None, False)
+        m = cfg.mapping
+        assert (m.hidden, m.activation, m.chunk, m.signed_bits, m.center, m.scale) == ([4, 20, 4], "none", 1, True, True, "none")
+        assert (m.rescale, m.gamma, m.beta, m.alpha) == (True, 0.1, 0.8, 0.3)
+        o = cfg.optimizer
+        assert (o._target_, o.lr, o.weight_decay, o.eps) == ("torch.optim.Adam", 1e-4, 1e-5, 1e-6)
+        s = cfg.scheduler
+        assert (s._target_, s.mode, s.factor, s.patience) == ("torch.optim.lr_scheduler.ReduceLROnPlateau", "min", 0.5, 5)
+        t = cfg.trainer
+        assert (t.batch_size, t.epochs, t.clip_norm) == (128, 50, None) and cfg.loss._target_ == "qt.losses.CrossEntropy"
+        with execution_whitelist(trusted_targets()):
+            table = build_learner(cfg).param_table()
+        assert (table["n_qubits"], table["qnn_params"], table["mapping_params"]) == (13, 1248, 249)  # the notebook's printout
+
+
+def test_paper_generation_is_the_authors_formula():
+    """Weights = centred(mapping([bits in {-1,+1}, x])), x = centred((0.8 tanh(0.1 2^(n-1) p))^0.3): the authors' util.py."""
+    cfg = cfg_with("experiment=paper_mnist", "n_blocks=2")
+    with execution_whitelist(trusted_targets()):
+        learner = build_learner(cfg)
+    with torch.no_grad():
+        got = torch.cat([w.reshape(-1) for w in learner.weights().values()])
+        m, n = learner.n_weights, learner.n_qubits
+        p = learner.circuit()[:m]
+        x = (0.8 * torch.tanh(0.1 * 2 ** (n - 1) * p)) ** 0.3
+        x = x - x.mean()
+        bits = torch.cartesian_prod(*[torch.tensor([-1.0, 1.0])] * n)[:m]  # first wire most significant, as theirs
+        h = torch.cat([bits, x[:, None]], dim=1)
+        for layer in learner.mapping.mlp.net:
+            assert isinstance(layer, torch.nn.Linear)  # linear: no activation between the layers
+            h = layer(h)
+        want = (h - h.mean()).reshape(-1)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not any(isinstance(mod, torch.nn.ReLU) for mod in learner.target.modules())  # their target: no activation
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept_and_plateau_follows_the_training_loss(tmp_path, monkeypatch):
+    seen = []
+    step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", lambda self, metrics: (seen.append(metrics), step(self, metrics))[1])
+    cfg = cfg_with("n_blocks=2", "dataset.val_fraction=0", "objective=train_loss", "scheduler=plateau", "trainer.epochs=2",
+                   "trainer.limit_train_batches=3", "trainer.batch_size=32", "trainer.test_subset=50", "trainer.progress=false")
+    with trusted():
+        run(cfg, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert summary["status"] == "completed" and summary["data_sizes"]["val"] == 0
+    assert summary["best_val_acc"] is None and summary["val_loss"] is None and summary["best_epoch"] == 2
+    assert 0 <= summary["test_subset_acc"] <= 1 and summary["train_acc"] is not None
+    assert [r["val_loss"] for r in rows] == ["", ""]
+    assert seen == pytest.approx([float(r["train_loss"]) for r in rows])
