@@ -5,16 +5,19 @@
 Writes ``report.md`` (with its plots as PNG files beside it) and ``report.html`` (plots
 embedded; opens without a server). Sections:
 
+* the settings every run shares, stated once; when the runs come from several experiments,
+  an experiments table with the settings that tell the experiments apart;
 * the main table: completed runs grouped by every factor that varies across them (seeds
-  are the replicates): n seeds, test and best-val accuracy as mean ± std, trainable
-  parameters (QNN / mapping), compression ratio, generalization gap, epochs, wall time (total
-  and per epoch);
+  are the replicates), those constant within each experiment left to the experiments table:
+  n seeds, test, train and best-val accuracy as mean ± std (and the accuracy on a random test
+  subset where runs measured one, as the authors report), trainable parameters (QNN /
+  mapping), compression ratio, generalization gap, epochs, wall time (total and per epoch);
   classical baselines (``mode=classical``) are rows of the same table, marked;
 * QT against each of its controls (frozen circuit, classical generator, fixed vector,
   classical baseline): seed-matched paired differences in test accuracy with 95 % t
   intervals (:mod:`qt.stats`);
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
-* plots: test accuracy vs trainable parameters with the Pareto front, accuracy vs
+* plots: test accuracy vs trainable parameters, one panel and Pareto front per dataset, accuracy vs
   n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
   study its optimization history and parameter importances.
 
@@ -46,6 +49,8 @@ FACTORS = [
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]
+#: factors that ``variant`` is made of (qt.config.variant_of): shown through it when it is shown
+VARIANT_PARTS = ["generator", "frozen"]
 
 
 def varied_factors(df: pd.DataFrame) -> list[str]:
@@ -60,6 +65,50 @@ def varied_factors(df: pd.DataFrame) -> list[str]:
         if len(shown) > 1:
             out.append(col)
     return out
+
+
+def _values(records: list[dict], col: str) -> set[str]:
+    """The settings of ``col`` among ``records``: missing counts only where it is a setting (MISSING_MEANS)."""
+    return {_factor(r, col) for r in records if not _missing(r.get(col)) or _missing_means(r, col)}
+
+
+def split_factors(df: pd.DataFrame) -> tuple[dict[str, str], list[str], list[str]]:
+    """(settings every completed run shares, factors that tell experiments apart, factors that vary within one).
+
+    Without several experiments, every varied factor is a column of the main table.
+    """
+    records = df[df.status == "completed"].to_dict("records")
+    varied = varied_factors(df)
+    shared = {}
+    for col in FACTORS:
+        values = _values(records, col)
+        if col not in varied and len(values) == 1:
+            shared[col] = values.pop()
+    if "variant" in varied:
+        varied = [f for f in varied if f not in VARIANT_PARTS]
+    if "experiment" not in varied:
+        return shared, [], varied
+    by_experiment: dict[str, list[dict]] = {}
+    for r in records:
+        by_experiment.setdefault(_fmt(r.get("experiment")), []).append(r)
+    within = [f for f in varied if f in ALWAYS or any(len(_values(rs, f)) > 1 for rs in by_experiment.values())]
+    between = ["experiment", *(f for f in varied if f not in within and f != "experiment")]
+    return shared, between, ["experiment", *(f for f in within if f != "experiment")]
+
+
+def experiments_table(df: pd.DataFrame, between: list[str]) -> tuple[list[str], list[list[str]]]:
+    """One row per experiment: the settings (constant within it) that tell it from the others."""
+    if len(between) < 2:  # nothing but the experiments' names
+        return [], []
+    records = df[df.status == "completed"].to_dict("records")
+    rows = {}
+    for r in records:
+        key = _fmt(r.get("experiment"))
+        cells = rows.setdefault(key, {f: set() for f in between})
+        for f in between:
+            if not _missing(r.get(f)) or _missing_means(r, f):
+                cells[f].add(_factor(r, f))
+    return between, [[key, *(", ".join(sorted(cells[f])) or "–" for f in between[1:])] for key, cells in sorted(rows.items())]
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -103,9 +152,10 @@ def _factor(rec: dict, name: str) -> str:
     return _fmt(value)
 
 
-def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFrame]:
-    """(header, rows, grouped frame) of completed runs, grouped by the varied factors."""
-    factors = varied_factors(df)
+def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list[str], list[list[str]], pd.DataFrame]:
+    """(header, rows, grouped frame) of completed runs, grouped by ``factors`` (default: every varied factor)."""
+    factors = [f for f in (factors or varied_factors(df)) if f not in ALWAYS]
+    factors = [*ALWAYS, *factors]
     done = df[df.status == "completed"].copy()
     if done.empty:
         return [], [], pd.DataFrame()
@@ -122,6 +172,10 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
             test_acc_std=g.test_acc.std(),
             val_acc_mean=g.best_val_acc.mean(),
             val_acc_std=g.best_val_acc.std(),
+            train_acc_mean=g.train_acc.mean(),
+            train_acc_std=g.train_acc.std(),
+            subset_acc_mean=g.test_subset_acc.mean(),
+            subset_acc_std=g.test_subset_acc.std(),
             trainable_params=first.trainable_params,
             qnn_params=first.qnn_params,
             mapping_params=first.mapping_params,
@@ -138,8 +192,10 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
         ["dataset", "model", "mode", "test_acc_mean"], ascending=[True, True, True, False], kind="stable"
     ).reset_index(drop=True)
     shown = [f for f in factors if f not in ("dataset", "model", "mode")]
-    header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", "best val acc %", "trainable (QNN / mapping)",
-              "compression", "gen. gap", "epochs done", "wall s", "train s / epoch"]
+    subset = bool(done.test_subset_acc.notna().any())
+    header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", *(["test acc, random subset %"] if subset else []),
+              "train acc %", "best val acc %", "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s",
+              "train s / epoch"]
     for rec in grouped.to_dict("records"):
         mode = rec["mode"] + (" (baseline)" if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])
@@ -148,6 +204,8 @@ def main_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]], pd.DataFra
         rows.append([
             _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_factor(rec, f) for f in shown], str(rec["n_seeds"]),
             _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
+            *([_pm(rec["subset_acc_mean"], rec["subset_acc_std"], rec["n_runs"])] if subset else []),
+            _pm(rec["train_acc_mean"], rec["train_acc_std"], rec["n_runs"]),
             _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
             params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
             _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
@@ -207,21 +265,32 @@ def _finish(fig, ax, xlabel: str, ylabel: str, legend_size: int = 8):
 def plot_acc_vs_params(df: pd.DataFrame):
     import matplotlib.pyplot as plt
 
-    done = df[df.status == "completed"].sort_values("run_dir")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    done = df[(df.status == "completed") & df.test_acc.notna()].sort_values("run_dir")
     if done.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4))
     labels = done["mode"].astype(str) + done["circuit"].map(lambda c: f" {c}" if isinstance(c, str) else "") + done[
         "variant"
     ].map(lambda v: f" ({v})" if isinstance(v, str) and v not in ("qt", "classical") else "")
-    for label in sorted(labels.unique()):
-        sel = done[labels == label]
-        ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8)
-    pts = list(zip(done.trainable_params, done.test_acc * 100))
-    front = sorted(pts[i] for i in pareto_front(pts, ["minimize", "maximize"]))  # fewer parameters, higher accuracy
-    ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
-    ax.set_xscale("log")
-    return _finish(fig, ax, "trainable parameters", "test accuracy %")
+    colors = {label: f"C{i % 10}" for i, label in enumerate(sorted(labels.unique()))}
+    datasets = sorted(done.dataset.map(str).unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):  # one panel, and one Pareto front, per dataset
+        mine = done[done.dataset.map(str) == dataset]
+        for label in sorted(labels[mine.index].unique()):
+            sel = mine[labels[mine.index] == label]
+            ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8, color=colors[label])
+        pts = list(zip(mine.trainable_params, mine.test_acc * 100))
+        front = sorted(pts[i] for i in pareto_front(pts, ["minimize", "maximize"]))  # fewer parameters, higher accuracy
+        ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(dataset)
+        _finish(fig, ax, "trainable parameters", "test accuracy %", legend_size=7)
+    return fig
 
 
 def plot_acc_vs_blocks(df: pd.DataFrame):
@@ -338,12 +407,14 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     matplotlib.use("Agg")
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(*inputs)
-    header, rows, grouped = main_table(df)
+    shared, between, within = split_factors(df)
+    header, rows, grouped = main_table(df, within)
     pheader, prows = problem_table(df)
     counts = df.status.value_counts().sort_index()
     md = [f"# {title}", "", f"Inputs: {', '.join(str(p) for p in inputs)}", "",
-          f"Runs: {len(df)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Test accuracy is that of each run's "
-          "best-validation checkpoint; ± is the standard deviation over seeds.", ""]
+          f"Runs: {len(df)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Accuracies are those of each run's "
+          "best-validation checkpoint (the last epoch's model where a run has no validation split); ± is the standard "
+          "deviation over seeds.", ""]
     parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
 
     def table_section(heading: str, header: list[str], rows: list[list[str]], empty: str) -> None:
@@ -352,6 +423,13 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
         md.extend([md_table(header, rows) if rows else empty, ""])
         parts_html.append(html_table(header, rows) if rows else f"<p>{html.escape(empty)}</p>")
 
+    if shared:
+        line = "Shared by every run: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + "."
+        md += [line, ""]
+        parts_html.append(f"<p>{html.escape(line)}</p>")
+    eheader, erows = experiments_table(df, between)
+    if erows:
+        table_section("Experiments", eheader, erows, "")
     table_section("Results", header, rows, "No completed runs.")
     note = baseline_note(df)
     if note:

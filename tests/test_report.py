@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, TINY
 from qt.analysis import COLUMNS, load_runs
-from qt.report import build_report, varied_factors
+from qt.report import build_report, experiments_table, split_factors, varied_factors
 
 
 def multirun(sweep_dir, *overrides):
@@ -72,6 +72,9 @@ def test_report_sections_and_determinism(runs, tmp_path):
     assert (tmp_path / "a" / "report.html").read_bytes() == (tmp_path / "b" / "report.html").read_bytes()
     header = next(line for line in md.splitlines() if line.startswith("| dataset |"))
     assert "| circuit |" in header and "| seed |" not in header  # the varied factor is a column, seeds are replicates
+    assert "| generator |" not in header and "| frozen |" not in header  # shown through variant
+    shared = next(line for line in md.splitlines() if line.startswith("Shared by every run: "))
+    assert "batch_size 32" in shared and "epochs 1" in shared and "| batch_size |" not in header  # constants once
     table = [line for line in md.splitlines() if line.startswith("| mnist_5k")]
     assert len(table) == 7  # 2 circuits x (qt, frozen, classical generator) + the classical baseline
     assert any("classical (baseline)" in line for line in table)
@@ -144,3 +147,20 @@ def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
     assert diff.loc["frozen", "ci_low"] == pytest.approx(0.02 - 4.302653 * 0.01 / 3**0.5, abs=1e-6)
     assert diff.loc["classical", "n_pairs"] == 2 and diff.loc["classical", "diff_mean"] == pytest.approx(-0.025)  # (0.96 - 0.99 + 0.97 - 0.99) / 2
     assert set(diff.index) == {"frozen", "classical"}
+
+
+def test_settings_are_stated_once_where_they_belong():
+    """Shared settings once; what tells experiments apart in the experiments table; the rest as columns."""
+    base = {**dict.fromkeys(COLUMNS), "status": "completed", "dataset": "mnist", "model": "cnn_qtt", "lr": 0.01, "circuit": "ry_cnot"}
+    rows = []
+    for experiment, n_blocks in (("small", 40), ("large", 64)):
+        for variant, generator in (("qt", "quantum"), ("classical_generator", "classical")):
+            rows.append({**base, "experiment": experiment, "mode": "qt", "n_blocks": n_blocks, "variant": variant, "generator": generator})
+    rows.append({**base, "experiment": "large", "mode": "classical", "variant": "classical", "circuit": None})
+    df = pd.DataFrame(rows)
+    shared, between, within = split_factors(df)
+    assert shared["lr"] == "0.01" and shared["circuit"] == "ry_cnot" and "n_blocks" not in shared
+    assert between == ["experiment", "n_blocks"]  # constant within each experiment (a classical run has no n_blocks)
+    assert within == ["experiment", "dataset", "model", "mode", "variant"]  # generator is shown through variant
+    header, table = experiments_table(df, between)
+    assert header == ["experiment", "n_blocks"] and table == [["large", "64"], ["small", "40"]]
