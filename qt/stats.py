@@ -8,7 +8,10 @@ where s is the standard deviation of the n differences (n - 1 in the denominator
 
 A control pairs with a QT group when it shares the group's context (dataset, target,
 experiment, training budget); the frozen-circuit and generator controls must also share
-its circuit and mapping, while the classical baseline, which has neither, pairs on the context alone.
+its circuit and mapping. The classical baseline, which has neither, pairs with every QT group
+trained the same way (dataset, target, loss, epochs, batch, optimizer and schedule), whatever
+experiment file launched it: ``experiment=mnist_700 variant=classical`` would train exactly
+the network ``experiment=mnist_1500 variant=classical`` trains.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ CONTROLS = ("frozen", "classical_generator", "fixed_vector", "classical")
 #: what a control must share with the QT group to be its control
 CONTEXT = ["dataset", "model", "experiment", "loss", "epochs", "batch_size"]
 #: ... and, for controls that keep a generator and mapping, these too
+#: what the classical baseline must share with the QT group (its whole training, not the experiment's name)
+TRAINING = ["dataset", "model", "loss", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler", "clip_norm"]
 QT_FACTORS = ["circuit", "layout", "n_blocks", "shots", "mapping", "mapping_hidden", "activation", "scale", "rescale", "center", "chunk"]
 
 
@@ -48,10 +53,11 @@ def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float 
     done = df[(df.status == "completed") & df[metric].notna() & df.seed.notna()].copy()
     done["_ctx"] = _key(done, CONTEXT)
     done["_grp"] = done["_ctx"] + " || " + _key(done, QT_FACTORS)
+    done["_train"] = _key(done, TRAINING)
     rows = []
     for grp, qt in done[done.variant == "qt"].groupby("_grp", sort=True):
         for control in CONTROLS:
-            same = done["_ctx"] == qt["_ctx"].iloc[0] if control == "classical" else done["_grp"] == grp
+            same = done["_train"] == qt["_train"].iloc[0] if control == "classical" else done["_grp"] == grp
             other = done[same & (done.variant == control)]
             pairs = qt[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_qt", "_control"))
             pairs = pairs.drop_duplicates("seed")

@@ -136,12 +136,14 @@ def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
     # differences 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302653 -> 2 -/+ 4.302653 / sqrt(3) = [-0.48414, 4.48414]
     mean, low, high = t_interval([1.0, 2.0, 3.0])
     assert (mean, low, high) == pytest.approx((2.0, -0.484138, 4.484138), abs=1e-5)
-    base = dict(status="completed", dataset="mnist", model="cnn_qtt", experiment="e", loss="ce", epochs=20, batch_size=128)
+    base = dict(status="completed", dataset="mnist", model="cnn_qtt", experiment="e", loss="ce", epochs=20, batch_size=128, lr=0.01)
     qt_factors = dict(circuit="ry_cnot", n_blocks=64, mapping="medium_16")
     rows = [{**base, **qt_factors, "variant": "qt", "seed": s, "test_acc": a} for s, a in ((0, 0.95), (1, 0.96), (2, 0.97))]
     rows += [{**base, **qt_factors, "variant": "frozen", "seed": s, "test_acc": a} for s, a in ((0, 0.94), (1, 0.94), (2, 0.94))]
     rows += [{**base, **qt_factors, "n_blocks": 8, "variant": "frozen", "seed": 0, "test_acc": 0.5}]  # another group's control
-    rows += [{**base, "variant": "classical", "seed": s, "test_acc": 0.99} for s in (1, 2, 3)]  # seeds 1, 2 pair
+    # the baseline pairs on its training, whichever experiment file launched it: seeds 1, 2 pair
+    rows += [{**base, "experiment": "other", "variant": "classical", "seed": s, "test_acc": 0.99} for s in (1, 2, 3)]
+    rows += [{**base, "lr": 0.1, "variant": "classical", "seed": 0, "test_acc": 0.5}]  # trained otherwise: no pair
     diff = paired_differences(pd.DataFrame(rows)).set_index("control")
     assert diff.loc["frozen", "n_pairs"] == 3 and diff.loc["frozen", "diff_mean"] == pytest.approx(0.02)
     assert diff.loc["frozen", "ci_low"] == pytest.approx(0.02 - 4.302653 * 0.01 / 3**0.5, abs=1e-6)
