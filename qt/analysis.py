@@ -43,12 +43,14 @@ COLUMNS = [
     "n_blocks",
     "frozen",
     "shots",
+    "target_activation",
     "mapping",
     "mapping_hidden",
     "activation",
     "scale",
     "rescale",
     "center",
+    "signed_bits",
     "chunk",
     "optimizer",
     "lr",
@@ -141,6 +143,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
         mode=mode,
         variant=variant_of(cfg) if cfg else choices.get("variant"),
         model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
+        target_activation=_target_activation(cfg.get("model") or {}),
         optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),
         lr=optimizer.get("lr"),
         weight_decay=optimizer.get("weight_decay"),
@@ -168,9 +171,17 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
             scale=mapping.get("scale", "none"),
             rescale=mapping.get("rescale"),
             center=mapping.get("center"),
+            signed_bits=bool(mapping.get("signed_bits", False)),
             chunk=mapping.get("chunk"),
         )
     return row
+
+
+def _target_activation(model: dict) -> str | None:
+    """The target's activation; qt's SimpleCNN had ReLU before the setting existed. Unknown for other models."""
+    if "activation" in model:
+        return model["activation"]
+    return "relu" if model.get("_target_") == "qt.models.SimpleCNN" else None
 
 
 def flatten_run(run_dir: Path) -> dict:

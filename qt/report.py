@@ -42,10 +42,11 @@ from qt.results import pareto_front
 from qt.stats import CONTEXT, QT_FACTORS, paired_differences
 from qt.sweep import make_storage
 
-#: columns that may distinguish experiment groups (seed is the replicate axis)
+#: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
+#: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
 FACTORS = [
-    "experiment", "dataset", "model", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen", "shots", "mapping",
-    "mapping_hidden", "activation", "scale", "rescale", "center", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "experiment", "dataset", "model", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen",
+    "shots", "mapping_hidden", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]

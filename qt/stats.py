@@ -25,11 +25,11 @@ from scipy import stats
 #: the controls a QT group is compared with, in report order
 CONTROLS = ("frozen", "classical_generator", "fixed_vector", "classical")
 #: what a control must share with the QT group to be its control
-CONTEXT = ["dataset", "model", "experiment", "loss", "epochs", "batch_size"]
+CONTEXT = ["dataset", "model", "target_activation", "experiment", "loss", "epochs", "batch_size"]
 #: ... and, for controls that keep a generator and mapping, these too
 #: what the classical baseline must share with the QT group (its whole training, not the experiment's name)
-TRAINING = ["dataset", "model", "loss", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler", "clip_norm"]
-QT_FACTORS = ["circuit", "layout", "n_blocks", "shots", "mapping", "mapping_hidden", "activation", "scale", "rescale", "center", "chunk"]
+TRAINING = ["dataset", "model", "target_activation", "loss", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler", "clip_norm"]
+QT_FACTORS = ["circuit", "layout", "n_blocks", "shots", "mapping_hidden", "activation", "scale", "rescale", "center", "signed_bits", "chunk"]
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
