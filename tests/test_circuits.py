@@ -118,3 +118,49 @@ def test_memory_estimate_grows_with_qubits():
     for backend in ("fused", "torch"):
         ratio = estimate_memory_bytes(13, 16, backend=backend, dtype="float64") / estimate_memory_bytes(13, 16, backend=backend)
         assert math.isclose(ratio, 2.0)
+
+
+def _u3_ring_moments(low: float, high: float, seed: int, samples: int = 4000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-basis-state E[p] and E[p^2] of a 3-qubit, 2-block U3 + CU3 ring with angles ~ U(low, high), and their standard errors."""
+    torch.manual_seed(seed)
+    circuit = QuantumCircuit(n_qubits=3, n_blocks=2, rotation="U3", entangler="CU3", layout="ring", backend="torch", dtype="float64")
+    probs = []
+    with torch.no_grad():
+        for _ in range(samples):
+            for p in circuit.parameters():
+                p.copy_(low + torch.rand_like(p) * (high - low))
+            probs.append(circuit())
+    x = torch.cat([torch.stack(probs), torch.stack(probs) ** 2], dim=1)
+    return x.mean(0), x.std(0) / samples**0.5
+
+
+def test_the_identities_that_make_both_angle_ranges_one_distribution():
+    """Why U(0, 2pi) and TorchQuantum's U(-pi, pi) give the same circuits in distribution, gate by gate:
+    CU3(theta - 2pi) = Z_control CU3(theta); a Z before a U3 is lambda + pi; a Z passed through a CU3's
+    target shifts its phi and lambda by pi. Uniform phases stay uniform, and a Z at the end changes no probability."""
+    from qt.quantum.gates import u3
+
+    c128 = torch.complex128
+    t, f, l = (torch.tensor(v, dtype=torch.float64) for v in (4.1, 0.7, 5.3))
+    pi = torch.tensor(math.pi, dtype=torch.float64)
+    eye, z = torch.eye(2, dtype=c128), torch.diag(torch.tensor([1, -1], dtype=c128))
+
+    def cu3(theta, phi, lam):  # control on the first qubit
+        return torch.block_diag(eye, u3(theta, phi, lam, c128))
+
+    assert torch.allclose(cu3(t - 2 * pi, f, l), torch.kron(z, eye) @ cu3(t, f, l))
+    assert torch.allclose(u3(t, f, l, c128) @ z, u3(t, f, l + pi, c128))
+    assert torch.allclose(torch.kron(eye, z) @ cu3(t, f, l) @ torch.kron(eye, z), cu3(t, f + pi, l + pi))
+    assert not torch.allclose(cu3(t - 2 * pi, f, l), cu3(t, f, l))  # pointwise the two ranges differ
+    assert torch.allclose(u3(t - 2 * pi, f, l, c128), -u3(t, f, l, c128))  # a U3 alone: a global phase
+
+
+def test_u3_angles_from_0_or_minus_pi_give_the_same_circuits_in_distribution():
+    """qt draws U(0, 2pi), TorchQuantum U(-pi, pi): theta - 2pi changes a CU3 by Z on its control, which the
+    uniform phases after it absorb, so the probability vectors have the same distribution (docs/results.md)."""
+    def z(a, b):  # largest z-score of the 16 moment differences, independent samples
+        return float(((a[0] - b[0]) / (a[1] ** 2 + b[1] ** 2).sqrt()).abs().max())
+
+    ours = _u3_ring_moments(0.0, 2 * math.pi, seed=1)
+    assert z(ours, _u3_ring_moments(-math.pi, math.pi, seed=2)) < 4.0
+    assert z(ours, _u3_ring_moments(0.0, math.pi / 2, seed=3)) > 8.0  # the check tells a different distribution apart
