@@ -147,6 +147,7 @@ class Trainer:
         self.data = DataSplits(
             data.train.to(device), data.val.to(device), data.test.to(device), data.num_classes, data.name
         )
+        self.has_val = len(self.data.val) > 0  # without one (val_fraction 0) the last epoch's model is kept
         self.cfg = cfg
         self.device = device
         self.params = learner.trainable_parameters()
@@ -275,7 +276,7 @@ class Trainer:
 
     def end_epoch(self) -> dict:
         st = self.state
-        has_val = len(self.data.val) > 0
+        has_val = self.has_val
         val_loss, val_acc = evaluate(self.learner, self.data.val, self.cfg.eval_batch_size) if has_val else (None, None)
         acc = st.acc
         train_loss = acc["loss"] / max(acc["count"], 1)  # the training objective (CE, or KD)
@@ -304,7 +305,9 @@ class Trainer:
         st.acc = _zero_acc()
         st.epoch_train_time_s = 0.0
         if not has_val or val_acc > st.best_val_acc:  # no validation: the last epoch's model is the one kept
-            st.best_val_acc, st.best_epoch = (val_acc if has_val else -1.0), row["epoch"]
+            st.best_epoch = row["epoch"]
+            if has_val:
+                st.best_val_acc = val_acc
             save_checkpoint({"learner": self.learner.state_dict(), "epoch": row["epoch"]}, self.ckpt_dir / "best.pt")
         self.loggers.log_epoch(row)  # before last.pt: a kill in between re-runs (and re-logs) this epoch identically
         self.save_last()
@@ -368,7 +371,7 @@ class Trainer:
         """Summary fields of the training so far (best epoch, counts, times), whatever the run's end."""
         st = self.state
         return {
-            "best_val_acc": st.best_val_acc if st.best_epoch and len(self.data.val) else None,
+            "best_val_acc": st.best_val_acc if st.best_epoch and self.has_val else None,
             "best_epoch": st.best_epoch,
             "epochs_completed": st.epoch,
             "steps": st.global_step,
@@ -388,7 +391,7 @@ class Trainer:
             self.learner.load_state_dict(load_checkpoint(best)["learner"])
         bs = self.cfg.eval_batch_size
         train_loss, train_acc = evaluate(self.learner, self.data.train, bs)
-        val_loss, val_acc = evaluate(self.learner, self.data.val, bs) if len(self.data.val) else (None, None)
+        val_loss, val_acc = evaluate(self.learner, self.data.val, bs) if self.has_val else (None, None)
         test_loss, test_acc = evaluate(self.learner, self.data.test, bs)
         out = {
             "best_val_acc": val_acc,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from qt.errors import ConfigError
-from qt.models import activation_layers
+from qt.models import make_activation
 
 
 def states_for(n_weights: int, chunk: int = 1) -> int:
@@ -52,12 +52,13 @@ class MappingModel(nn.Module):
         super().__init__()
         if any(int(h) < 1 for h in hidden):
             raise ConfigError(f"mapping.hidden widths must be positive (got {list(hidden)})")
+        act = make_activation(activation, "mapping.activation")
         widths = [n_qubits + 1, *[int(h) for h in hidden], int(chunk)]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(widths) - 2:
-                layers += activation_layers(activation, "mapping.activation")
+                layers += act()
         self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

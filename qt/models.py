@@ -7,7 +7,7 @@ are the presets in ``conf/model/``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,11 +19,12 @@ from qt.errors import ConfigError
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "none": None}
 
 
-def activation_layers(name: str, where: str) -> list[nn.Module]:
-    """``[the activation module]``, or ``[]`` for ``none``; an unknown name is one line naming ``where``."""
+def make_activation(name: str, where: str) -> Callable[[], list[nn.Module]]:
+    """A maker of ``[a fresh activation module]`` (``[]`` for ``none``); an unknown name is one line naming ``where``."""
     if name not in ACTIVATIONS:
         raise ConfigError(f"unknown {where} '{name}': use one of {', '.join(ACTIVATIONS)}")
-    return [] if ACTIVATIONS[name] is None else [ACTIVATIONS[name]()]
+    module = ACTIVATIONS[name]
+    return lambda: [] if module is None else [module()]
 
 
 class SimpleCNN(nn.Module):
@@ -49,11 +50,7 @@ class SimpleCNN(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        activation_layers(activation, "model.activation")  # an unknown name fails here, in one line
-
-        def act() -> list[nn.Module]:  # a fresh module per layer
-            return activation_layers(activation, "model.activation")
-
+        act = make_activation(activation, "model.activation")
         convs: list[nn.Module] = []
         c_in, size = in_channels, image_size
         for c_out in channels:

@@ -60,16 +60,14 @@ def varied_factors(df: pd.DataFrame) -> list[str]:
     for col in FACTORS:
         if col in out:
             continue
-        # a missing value counts where it is a setting (MISSING_MEANS); elsewhere it only
-        # means "not applicable" (a classical run's circuit)
-        shown = {_factor(r, col) for r in records if not _missing(r.get(col)) or _missing_means(r, col)}
-        if len(shown) > 1:
+        if len(_values(records, col)) > 1:
             out.append(col)
     return out
 
 
 def _values(records: list[dict], col: str) -> set[str]:
-    """The settings of ``col`` among ``records``: missing counts only where it is a setting (MISSING_MEANS)."""
+    """The settings of ``col`` among ``records``: a missing value counts where it is a setting (MISSING_MEANS);
+    elsewhere it only means "not applicable" (a classical run's circuit)."""
     return {_factor(r, col) for r in records if not _missing(r.get(col)) or _missing_means(r, col)}
 
 
@@ -89,10 +87,7 @@ def split_factors(df: pd.DataFrame) -> tuple[dict[str, str], list[str], list[str
         varied = [f for f in varied if f not in VARIANT_PARTS]
     if "experiment" not in varied:
         return shared, [], varied
-    by_experiment: dict[str, list[dict]] = {}
-    for r in records:
-        by_experiment.setdefault(_fmt(r.get("experiment")), []).append(r)
-    within = [f for f in varied if f in ALWAYS or any(len(_values(rs, f)) > 1 for rs in by_experiment.values())]
+    within = [f for f in varied if f in ALWAYS or any(len(_values(rs, f)) > 1 for rs in _by_experiment(records).values())]
     between = ["experiment", *(f for f in varied if f not in within and f != "experiment")]
     return shared, between, ["experiment", *(f for f in within if f != "experiment")]
 
@@ -101,15 +96,15 @@ def experiments_table(df: pd.DataFrame, between: list[str]) -> tuple[list[str], 
     """One row per experiment: the settings (constant within it) that tell it from the others."""
     if len(between) < 2:  # nothing but the experiments' names
         return [], []
-    records = df[df.status == "completed"].to_dict("records")
-    rows = {}
+    groups = _by_experiment(df[df.status == "completed"].to_dict("records"))
+    return between, [[key, *(", ".join(sorted(_values(rs, f))) or "–" for f in between[1:])] for key, rs in sorted(groups.items())]
+
+
+def _by_experiment(records: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
     for r in records:
-        key = _fmt(r.get("experiment"))
-        cells = rows.setdefault(key, {f: set() for f in between})
-        for f in between:
-            if not _missing(r.get(f)) or _missing_means(r, f):
-                cells[f].add(_factor(r, f))
-    return between, [[key, *(", ".join(sorted(cells[f])) or "–" for f in between[1:])] for key, cells in sorted(rows.items())]
+        groups.setdefault(_fmt(r.get("experiment")), []).append(r)
+    return groups
 
 
 def _fmt(value, digits: int = 4) -> str:
