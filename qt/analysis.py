@@ -7,7 +7,8 @@ One row per run, read from the one results schema (``summary.json``, ``metrics.c
 the flattened config (dataset, mode, variant, generator, model, circuit, n_blocks, layout, mapping, optimizer,
 lr, clip norm, batch size, seed, loss, shots, ...), parameter counts, metrics
 (best val acc, test acc, train/test loss, generalization gap = test CE - train CE, epochs,
-training time, wall time, step time) and status: ``completed``, ``diverged``, ``failed`` or
+training time, wall time, step time) and status: ``completed``, ``pruned`` (a sweep's pruner
+stopped it; its metrics are those of its best epoch so far), ``diverged``, ``failed`` or
 ``incomplete`` (a run that never finished, or a dir without a readable summary). Run dirs
 written by a newer schema are reported with status ``unsupported``, not crashed on.
 """

@@ -249,7 +249,7 @@ class MLflowLogger(Logger):
         for name in ("summary.json", "curves.png"):
             if (info.run_dir / name).exists():
                 self.client.log_artifact(self.run_id, str(info.run_dir / name))
-        status = {"completed": "FINISHED", "running": "KILLED"}.get(str(summary.get("status")), "FAILED")
+        status = {"completed": "FINISHED", "pruned": "KILLED", "running": "KILLED"}.get(str(summary.get("status")), "FAILED")
         self.client.set_terminated(self.run_id, status=status)
 
 

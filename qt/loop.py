@@ -73,6 +73,10 @@ class Diverged(Exception):
     """Non-finite loss: the run stops with status 'diverged'."""
 
 
+class Pruned(Exception):
+    """A sweep's pruner stopped the run after an epoch (qt.pruning): status 'pruned'."""
+
+
 def _zero_acc() -> dict:
     return {"loss": 0.0, "correct": 0, "count": 0, "steps": 0, "gn": {}}
 
@@ -165,6 +169,8 @@ class Trainer:
         self.clock = time.perf_counter()  # this session's start (run() sets it to when the run began)
         self.previous_sessions_s = 0.0  # wall time of the sessions before a resume
         self.loggers = Loggers([])  # trackers (qt.loggers); the results schema is written regardless
+        # after each epoch, pruning(rows so far, last_epoch) -> why to stop or None (qt.pruning; sweeps with a pruner)
+        self.pruning: Callable[[list[dict], bool], str | None] | None = None
 
     def elapsed(self) -> float:
         """Wall time of the run: earlier sessions (up to their last checkpoint) plus this one so far."""
@@ -360,12 +366,14 @@ class Trainer:
             log.info("first-step loss %.4f (chance: ln %d = %.4f)", loss, self.data.num_classes, chance)
 
     def fit(self) -> None:
-        """Train to ``epochs``; raises :class:`Diverged` on a non-finite loss."""
+        """Train to ``epochs``; raises :class:`Diverged` on a non-finite loss, :class:`Pruned` when pruned."""
         if self.state.global_step == 0:
             self.log_init_weights()
         while self.state.epoch < self.cfg.epochs:
             self.train_epoch()
             self.end_epoch()
+            if self.pruning is not None and (why := self.pruning(self.state.rows, self.state.epoch >= self.cfg.epochs)):
+                raise Pruned(why)
 
     def progress(self) -> dict:
         """Summary fields of the training so far (best epoch, counts, times), whatever the run's end."""

@@ -438,7 +438,7 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
                "the interval is the two-sided 95 % t interval of the mean paired difference (qt/stats.py).")
         md += [how, ""]
         parts_html.append(f"<p>{html.escape(how)}</p>")
-    table_section("Failed, diverged and unfinished runs", pheader, prows, "None.")
+    table_section("Runs that did not complete (pruned, diverged, failed, unfinished)", pheader, prows, "None.")
 
     render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)
     (out / "report.md").write_text("\n".join(md) + "\n")

@@ -37,7 +37,7 @@ from qt.errors import QTError
 
 #: 2: ``train_time_s`` (training steps) and ``wall_time_s`` (the whole run) replace v1's ``wall_time_s``
 SCHEMA_VERSION = 2
-STATUSES = ("running", "completed", "diverged", "failed")
+STATUSES = ("running", "completed", "pruned", "diverged", "failed")  # pruned: an Optuna pruner stopped it (sweeps)
 
 METRIC_COLUMNS = [
     "epoch",
@@ -94,6 +94,21 @@ OBJECTIVES = {
     "train_time_s": "minimize",
     "wall_time_s": "minimize",
 }
+
+
+#: objectives a run has after every epoch, so a sweep's pruner can compare runs mid-training:
+#: the value of the model the run would keep if it stopped there (best validation epoch so far;
+#: without a validation split, the last epoch), from that epoch's metrics.csv row. train_loss
+#: is the epoch's running mean here, where the finished run re-evaluates the kept model.
+EPOCH_OBJECTIVES = {"best_val_acc": "val_acc", "val_loss": "val_loss", "train_loss": "train_loss"}
+
+
+def epoch_objective(rows: list[dict], objective: str) -> float:
+    """``objective`` after the last of ``rows`` (metrics.csv rows so far), as a sweep's pruner sees it."""
+    kept = rows[-1]
+    if any(r.get("val_acc") is not None for r in rows):
+        kept = max((r for r in rows if r.get("val_acc") is not None), key=lambda r: r["val_acc"])  # first best, as the loop keeps
+    return float(kept[EPOCH_OBJECTIVES[objective]])
 
 
 def objective_names(objective: Any) -> list[str]:

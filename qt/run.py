@@ -7,6 +7,7 @@ import logging
 import platform
 import random
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from qt.config import diff_keys, fingerprint, validate
 from qt.errors import ANOTHER_RUN_DIR, ConfigError, RunDirError
 from qt.export import model_accuracy
 from qt.loggers import RunInfo
-from qt.loop import Diverged, Trainer, TrainerConfig
+from qt.loop import Diverged, Pruned, Trainer, TrainerConfig
 from qt.models import count_weights
 from qt.results import load_checkpoint, objective_values, read_summary, write_summary
 
@@ -148,6 +149,10 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
     trainer.loggers.start(info, trainer.state.rows)
     try:
         trainer.fit()
+    except Pruned as e:  # a sweep's pruner stopped it: the best-so-far metrics stay, for the study and the reports
+        record(summary(status="pruned", reason=str(e), finished_at=_now()))
+        log.info("%s; summary in %s", e, run_dir)
+        return objective_values(None, objective)
     except Diverged as e:
         diverged = summary(status="diverged", reason=str(e), finished_at=_now())
         record(diverged)
@@ -168,10 +173,13 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
     return objective_values(done, objective)
 
 
-def run(cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None) -> float | tuple[float, ...]:
+def run(
+    cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None, pruning: Callable | None = None
+) -> float | tuple[float, ...]:
     """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy).
 
     ``sweep_dir``: the multirun this run is a job of (loggers group a sweep's runs by it).
+    ``pruning``: the job's Optuna trial pruning (qt.pruning), called after every epoch; NaN if pruned.
     """
     started, clock = _now(), time.perf_counter()
     validate(cfg)
@@ -190,6 +198,7 @@ def run(cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None) -> float 
         started = previous.get("started_at") or started
         if previous.get("status") == "completed":
             log.info("continuing the completed %d-epoch run to %d epochs", previous.get("epochs_completed", 0), tcfg.epochs)
+    trainer.pruning = pruning
     info = RunInfo(run_dir, base["config"], sweep_dir, job=run_dir.name)
     return train_and_record(trainer, {**base, "started_at": started}, info, cfg.objective)
 

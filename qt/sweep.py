@@ -3,10 +3,13 @@
 * :func:`make_storage`: an Optuna storage from a config value: an RDB URL
   (``sqlite:///${hydra.sweep.dir}/study.db`` in the named searches, ``postgresql://...``) or
   ``journal:PATH`` for Optuna's journal file (safe on shared file systems).
+* :func:`make_pruner`: the Optuna pruner of a sweeper config (``hydra/sweeper/pruner``), or
+  None where it prunes nothing; the sweep process and every job build it the same way.
 * :func:`write_sweep_summary`: from a sweep dir's job dirs (the one results schema) and,
-  for Optuna sweeps, the study: ``trials.csv`` (one row per trial: number, state, value(s),
-  params, duration, run dir, reason), ``sweep_summary.json`` (best params and value, or the
-  Pareto front; counts per status) and ``optimization_history.png``.
+  for Optuna sweeps, the study: ``trials.csv`` (one row per trial: number, state (COMPLETE,
+  PRUNED, FAIL), value(s), params, epochs trained, duration, run dir, reason),
+  ``sweep_summary.json`` (best params and value, or the Pareto front; counts per state; the
+  epochs all trials trained) and ``optimization_history.png``.
 * :class:`SweepSummary`: a Hydra callback that writes that summary at the end of every
   multirun, whatever the sweeper.
 """
@@ -43,6 +46,15 @@ def make_storage(value: Any) -> Any:
     if text.startswith("sqlite:///"):
         Path(text[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return text
+
+
+def make_pruner(pruner_cfg: Any):
+    """The pruner a sweeper config names (``hydra.sweeper.pruner``), or None for none (``NopPruner``)."""
+    if pruner_cfg is None or str(pruner_cfg.get("_target_", "")).endswith("NopPruner"):
+        return None
+    from hydra.utils import instantiate
+
+    return instantiate(pruner_cfg, _execution_whitelist_=("optuna.pruners.*",))
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -92,6 +104,7 @@ def _study_rows(study, names: list[str]) -> list[dict]:
             "run_status": (summary or {}).get("status"),
             **{f"value_{n}": (t.values[i] if t.values else None) for i, n in enumerate(names)},
             **{f"param_{k}": v for k, v in sorted(t.params.items())},
+            "epochs": (summary or {}).get("epochs_completed"),
             "duration_s": duration,
             "run_dir": run_dir,
             "reason": t.user_attrs.get("fail_reason") or (summary or {}).get("reason"),
@@ -109,10 +122,11 @@ def _job_rows(sweep_dir: Path, objective: Any, names: list[str]) -> list[dict]:
         completed = summary.get("status") == "completed"
         rows.append({
             "trial": int(run_dir.name) if run_dir.name.isdigit() else run_dir.name,
-            "state": "COMPLETE" if completed else "FAIL",
+            "state": {"completed": "COMPLETE", "pruned": "PRUNED"}.get(summary.get("status"), "FAIL"),
             "run_status": summary.get("status", "incomplete"),
             **{f"value_{n}": (v if completed else None) for n, v in zip(names, values)},
             **{f"param_{k}": v for k, v in sorted(_overrides(run_dir).items())},
+            "epochs": summary.get("epochs_completed"),
             "duration_s": summary.get("wall_time_s"),  # the run's whole wall time (all sessions)
             "run_dir": str(run_dir),
             "reason": summary.get("reason"),
@@ -176,7 +190,8 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
     states: dict[str, int] = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    out: dict[str, Any] = {"sweep_dir": str(sweep_dir), "objective": names, "n_trials": len(rows), "states": states}
+    epochs = sum(int(r["epochs"] or 0) for r in rows)  # what the search cost, pruned trials' epochs included
+    out: dict[str, Any] = {"sweep_dir": str(sweep_dir), "objective": names, "n_trials": len(rows), "states": states, "epochs_run": epochs}
     out.update(_best(rows, study, names))
     (sweep_dir / "sweep_summary.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     if study is not None and states.get("COMPLETE"):

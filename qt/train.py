@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from qt.config import CONF_DIR, experiment_conflict, override_options, trusted_targets
 from qt.errors import ConfigError, QTError, RunDirError
+from qt.pruning import connect
 from qt.results import objective_values
 from qt.run import record_failure, run
 
@@ -67,7 +68,8 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
         torch.set_num_threads(threads)
     try:
         check_invocation(hc, multirun)
-        value = run(cfg, run_dir, sweep_dir=Path(hc.sweep.dir) if multirun else None)
+        pruning = connect(hc.sweeper, run_dir, cfg.get("objective")) if multirun else None
+        value = run(cfg, run_dir, sweep_dir=Path(hc.sweep.dir) if multirun else None, pruning=pruning)
     except QTError as e:
         log.error("%s", e)
         if not isinstance(e, RunDirError):

@@ -34,16 +34,21 @@ def optuna_args(sweep_dir, name="s", *extra):
 
 def kill_mid_second_job(sweep_dir, *args):
     """Start a multirun and SIGKILL its whole process group once job 0 is done and job 1 is mid-training."""
+    kill_once_written(sweep_dir, "1/checkpoints/last.pt", *args)
+
+
+def kill_once_written(sweep_dir, marker, *args):
+    """Start a multirun and SIGKILL its whole process group as soon as ``sweep_dir / marker`` exists."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     t0 = time.time()
-    while not (sweep_dir / "1" / "checkpoints" / "last.pt").exists():
+    while not (sweep_dir / marker).exists():
         assert proc.poll() is None, "the multirun ended before it could be interrupted"
         assert time.time() - t0 < 300
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 

@@ -22,7 +22,11 @@ the stock sweeper:
 * ``hydra.sweeper.direction`` is derived from ``objective`` (qt.results.OBJECTIVES); one
   given by hand must agree with it;
 * ``hydra.sweeper.max_failure_rate`` (default 1.0: never stop) stops the search, with the
-  summary written and exit status 1, once more than that share of its finished trials failed.
+  summary written and exit status 1, once more than that share of its finished trials failed;
+* ``hydra/sweeper/pruner=median`` (``none`` by default, ``percentile``, ``successive_halving``,
+  ``hyperband``; parameters as ``hydra.sweeper.pruner.n_startup_trials=2``) stops hopeless
+  trials early: every job reports its objective per epoch to its trial (qt.pruning) and ends
+  with status ``pruned`` when the pruner says so; the trial is recorded PRUNED.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +47,11 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 from optuna.trial import TrialState
 
-from qt.results import OBJECTIVES, objective_directions, objective_names, objective_values, read_summary
-from qt.sweep import make_storage, write_sweep_summary
+from qt.results import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names, objective_values, read_summary
+from qt.sweep import make_pruner, make_storage, write_sweep_summary
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
@@ -56,11 +60,57 @@ INTERRUPTED = "interrupted"
 @dataclass
 class QtOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper.QtOptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
     direction: Any = None  # null: from the objective; given, it must agree with it
     max_failure_rate: float = 1.0  # stop once failed / finished trials exceed it (1.0: never)
+    pruner: Any = MISSING  # hydra/sweeper/pruner: none | median | percentile | successive_halving | hyperband
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="qt_optuna", node=QtOptunaSweeperConf, provider="qt")
+# Optuna's pruners with Optuna's defaults (https://optuna.readthedocs.io/en/stable/reference/pruners.html).
+# A step is an epoch: step 1 is the end of the first epoch.
+@dataclass
+class NopPrunerConf:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class MedianPrunerConf:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5  # no pruning until this many trials completed
+    n_warmup_steps: int = 0  # no pruning at steps (epochs) below this
+    interval_steps: int = 1
+    n_min_trials: int = 1  # completed trials that must have reported the step
+
+
+@dataclass
+class PercentilePrunerConf(MedianPrunerConf):
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0  # keep the best 25 % at each step (median: 50)
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
+
+
+@dataclass
+class HyperbandPrunerConf:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"  # the most epochs a trial reported; or trainer.epochs
+    reduction_factor: int = 3
+    bootstrap_count: int = 0
+
+
+cs = ConfigStore.instance()
+cs.store(group="hydra/sweeper", name="qt_optuna", node=QtOptunaSweeperConf, provider="qt")
+for _name, _node in (("none", NopPrunerConf), ("median", MedianPrunerConf), ("percentile", PercentilePrunerConf),
+                     ("successive_halving", SuccessiveHalvingPrunerConf), ("hyperband", HyperbandPrunerConf)):
+    cs.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="qt")
 
 
 def next_job_index(sweep_dir: Path) -> int:
@@ -89,6 +139,8 @@ def tell(study: optuna.Study, number: int, values: Any = None, state: TrialState
 
 
 class QtOptunaSweeperImpl(OptunaSweeperImpl):
+    pruner: Any = None  # an optuna pruner, or None (set by QtOptunaSweeper)
+
     def _objective(self) -> Any:
         return OmegaConf.to_container(self.config, resolve=False).get("objective", "best_val_acc")
 
@@ -108,6 +160,23 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                 )
         return derived
 
+    def _check_pruning(self) -> None:
+        """A pruner needs one per-epoch objective and a study the jobs can open (they report to it)."""
+        if self.pruner is None:
+            return
+        name = type(self.pruner).__name__
+        objective = self._objective()
+        if not isinstance(objective, str) or objective not in EPOCH_OBJECTIVES:
+            refuse(
+                f"{name} prunes on one objective a run has after every epoch, not objective={objective}: "
+                f"choose one of {', '.join(EPOCH_OBJECTIVES)}, or drop hydra/sweeper/pruner"
+            )
+        if self.storage is None:
+            refuse(
+                f"{name} needs a study its trials can report to: set hydra.sweeper.storage "
+                "(sqlite:///${hydra.sweep.dir}/study.db, journal:PATH or an RDB URL) and hydra.sweeper.study_name"
+            )
+
     def _fail(self, study: optuna.Study, number: int, reason: str) -> None:
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
         study._storage.set_trial_user_attr(trial_id, "fail_reason", reason[:500])
@@ -124,6 +193,10 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         if any(math.isnan(v) for v in values):
             summary = read_summary(run_dir) if run_dir else None
             status = (summary or {}).get("status", "failed")
+            if status == "pruned":
+                tell(study, number, state=TrialState.PRUNED)
+                log.info("trial %d %s", number, summary.get("reason"))
+                return
             self._fail(study, number, f"{status}: {(summary or {}).get('reason') or 'no result'}")
             return
         tell(study, number, values)
@@ -133,8 +206,8 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             run_dir = t.user_attrs.get("run_dir")
             summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
-            if summary and summary.get("status") == "completed":
-                log.info("trial %d finished before the interruption: recording it", t.number)
+            if summary and summary.get("status") in ("completed", "pruned"):
+                log.info("trial %d finished (%s) before the interruption: recording it", t.number, summary["status"])
                 self._record(study, t.number, objective_values(summary, self._objective()), Path(run_dir))
                 continue
             self._fail(study, t.number, f"{INTERRUPTED}: the sweep stopped before this trial finished")
@@ -159,7 +232,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         """Create or resume the study; refuse one created with other fixed overrides or for another sweep dir."""
         study = optuna.create_study(
             study_name=self.study_name, storage=make_storage(self.storage), sampler=self.sampler,
-            directions=directions, load_if_exists=True,
+            pruner=self.pruner, directions=directions, load_if_exists=True,
         )
         if list(study.directions) and [d.name.lower() for d in study.directions] != directions:
             refuse(
@@ -213,6 +286,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
     def sweep(self, arguments: list[str]) -> None:
         space, fixed_params, fixed_overrides = self._search_space(arguments)
         directions = self._directions()
+        self._check_pruning()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         signature = sorted([*fixed_overrides, *(f"{k}={v}" for k, v in fixed_params.items())])
@@ -248,11 +322,16 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         out = write_sweep_summary(sweep_dir, study, self._objective())
         complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not complete:
-            reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in study.trials}))[:800]
-            log.error("every trial failed (%d): %s", len(study.trials), reasons)
+            failed = [t for t in study.trials if t.state == TrialState.FAIL]
+            reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in failed}))[:800]
+            pruned = len(study.trials) - len(failed)
+            if pruned:  # a pruner only compares with completed trials: only a pruner set to prune from the start gets here
+                what = f"no trial of study '{study.study_name}' completed ({pruned} pruned, {len(failed)} failed)"
+            else:
+                what = f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials)"
+            log.error("%s: %s", what, reasons)
             refuse(
-                f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials): {reasons}. "
-                f"Details per trial: {sweep_dir / 'trials.csv'}",
+                f"{what}{': ' + reasons if reasons else ''}. Details per trial: {sweep_dir / 'trials.csv'}",
                 status=1,
             )
         if len(directions) == 1:
@@ -278,6 +357,7 @@ class QtOptunaSweeper(OptunaSweeper):
         max_failure_rate: float,
         custom_search_space: str | None,
         params: Any | None,
+        pruner: Any = None,
     ) -> None:
         if not (isinstance(max_failure_rate, (int, float)) and 0.0 <= max_failure_rate <= 1.0):
             refuse(f"hydra.sweeper.max_failure_rate must be in [0, 1] (got {max_failure_rate!r}): 0 stops at the first failure, 1 never")
@@ -289,3 +369,4 @@ class QtOptunaSweeper(OptunaSweeper):
         self.sweeper = QtOptunaSweeperImpl(
             sampler, direction, storage, study_name, n_trials, n_jobs, float(max_failure_rate), custom_search_space, params
         )
+        self.sweeper.pruner = make_pruner(pruner)
