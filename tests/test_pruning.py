@@ -4,18 +4,20 @@ import csv
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 
 from conftest import summary
+from qt.sweep import make_storage
 from test_sweeps import kill_once_written, load, multirun, trials_csv
 
 BAD_LR = 1e-7  # learns nothing in a few epochs: its validation accuracy stays where it started
 
 
-def pruned_search(sweep_dir, lrs, grid_seed, *extra):
-    """A grid over learning rates under a median pruner that may prune once one trial completed."""
+def pruned_search(sweep_dir, lrs, grid_seed, *extra, storage=None):
+    """A grid over learning rates under the median pruner (from epoch 2 on), pruning once one trial completed."""
     return [
-        "+sweep=lr_blocks_clip", "hydra.sweeper.study_name=s", f"hydra.sweeper.storage=sqlite:///{sweep_dir}/study.db",
+        "+sweep=lr_blocks_clip", "hydra.sweeper.study_name=s", f"hydra.sweeper.storage={storage or sqlite(sweep_dir)}",
         "hydra/sweeper/sampler=grid", f"hydra.sweeper.sampler.seed={grid_seed}",
         "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
         f"optimizer.lr=choice({','.join(map(str, lrs))})", "trainer.clip_norm=10", "n_blocks=2",
@@ -23,42 +25,55 @@ def pruned_search(sweep_dir, lrs, grid_seed, *extra):
     ]
 
 
+def sqlite(sweep_dir):
+    return f"sqlite:///{sweep_dir}/study.db"
+
+
 def by_lr(study):
     return {t.params["optimizer.lr"]: t for t in study.trials}
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+LAUNCHERS = {
+    "basic": ([], None),
+    # joblib: trials in worker processes, reaching the study through Optuna's journal file, the
+    # storage for shared file systems (SLURM and Ray jobs find their trial the same way)
+    "parallel": (["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "journal:{d}/study.log"),
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_a_trial_that_cannot_learn_is_pruned(tmp_path, launcher):
     d = tmp_path / "sweep"
-    extra = ["trainer.epochs=3"] + (["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"] if launcher == "parallel" else [])
-    proc = multirun(d, *pruned_search(d, [0.02, 0.03, BAD_LR], 3, *extra))
+    extra, storage = LAUNCHERS[launcher]
+    storage = storage.format(d=d) if storage else sqlite(d)
+    proc = multirun(d, *pruned_search(d, [0.02, 0.03, BAD_LR], 3, "trainer.epochs=3", *extra, storage=storage))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study = load(d)
+    study = optuna.load_study(study_name="s", storage=make_storage(storage))
     # grid seed 3 proposes the hopeless rate last; with the joblib launcher the two good ones run together first
     assert study.trials[-1].params["optimizer.lr"] == BAD_LR, "the grid's order changed: pick another grid seed"
     trials = by_lr(study)
     bad = trials[BAD_LR]
-    assert bad.state.name == "PRUNED" and list(bad.intermediate_values) == [1]
+    assert bad.state.name == "PRUNED" and list(bad.intermediate_values) == [1, 2]  # not judged before epoch 2
     s = summary(bad.user_attrs["run_dir"])
-    assert s["status"] == "pruned" and s["epochs_completed"] == 1 and "MedianPruner after epoch 1" in s["reason"]
-    assert s["best_val_acc"] == bad.intermediate_values[1] == bad.value  # best so far, as the run would keep it
-    assert len(list(csv.DictReader(open(Path(bad.user_attrs["run_dir"]) / "metrics.csv")))) == 1
+    assert s["status"] == "pruned" and s["epochs_completed"] == 2 and "MedianPruner after epoch 2" in s["reason"]
+    assert s["best_val_acc"] == bad.intermediate_values[2] == bad.value  # best so far, as the run would keep it
+    assert len(list(csv.DictReader(open(Path(bad.user_attrs["run_dir"]) / "metrics.csv")))) == 2
     for lr in (0.02, 0.03):
         good = trials[lr]
         assert good.state.name == "COMPLETE" and list(good.intermediate_values) == [1, 2, 3]
         assert good.value == good.intermediate_values[3]  # the last report is the run's own objective
-        assert good.intermediate_values[1] > bad.intermediate_values[1]
+        assert good.intermediate_values[2] > bad.intermediate_values[2]
     rows = {float(r["param_optimizer.lr"]): r for r in trials_csv(d)}
-    assert (rows[BAD_LR]["state"], rows[BAD_LR]["run_status"], rows[BAD_LR]["epochs"]) == ("PRUNED", "pruned", "1")
+    assert (rows[BAD_LR]["state"], rows[BAD_LR]["run_status"], rows[BAD_LR]["epochs"]) == ("PRUNED", "pruned", "2")
     out = json.loads((d / "sweep_summary.json").read_text())
-    assert out["states"] == {"COMPLETE": 2, "PRUNED": 1} and out["epochs_run"] == 7
+    assert out["states"] == {"COMPLETE": 2, "PRUNED": 1} and out["epochs_run"] == 8
 
-    from qt.analysis import load_runs
+    from qt.analysis import load_runs, load_study_frame
 
     runs = load_runs(d).set_index("run_dir")
     assert runs.loc[bad.user_attrs["run_dir"], "status"] == "pruned"
-    frame = load_runs(d / "study.db")
-    assert sorted(frame.trial_state) == ["COMPLETE", "COMPLETE", "PRUNED"]
+    frame = load_study_frame(storage)
+    assert sorted(frame.trial_state) == ["COMPLETE", "COMPLETE", "PRUNED"] and set(frame.status) == {"completed", "pruned"}
     if launcher == "parallel":
         assert "Joblib" in proc.stdout + proc.stderr
 
@@ -104,10 +119,13 @@ def test_a_pruner_needs_one_per_epoch_objective_and_a_shared_study(tmp_path):
 
 
 def test_every_pruner_option_builds_its_optuna_pruner():
+    import importlib
+
     from hydra.core.config_store import ConfigStore
 
-    import hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper  # noqa: F401 - registers the options
     from qt.sweep import make_pruner
+
+    importlib.import_module("hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper")  # registers the options
 
     store = ConfigStore.instance().repo["hydra"]["sweeper"]["pruner"]
     built = {name[: -len(".yaml")]: make_pruner(entry.node) for name, entry in store.items()}

@@ -66,8 +66,10 @@ class QtOptunaSweeperConf(OptunaSweeperConf):
     pruner: Any = MISSING  # hydra/sweeper/pruner: none | median | percentile | successive_halving | hyperband
 
 
-# Optuna's pruners with Optuna's defaults (https://optuna.readthedocs.io/en/stable/reference/pruners.html).
-# A step is an epoch: step 1 is the end of the first epoch.
+# Optuna's pruners (https://optuna.readthedocs.io/en/stable/reference/pruners.html) with Optuna's
+# defaults, but one: the median and percentile pruners judge a run from epoch 2 on, not after its
+# first epoch (one epoch says little of a QT run: a circuit that starts badly may catch up; the
+# setting measured in README). A step is an epoch: step 1 is the end of the first epoch.
 @dataclass
 class NopPrunerConf:
     _target_: str = "optuna.pruners.NopPruner"
@@ -77,7 +79,7 @@ class NopPrunerConf:
 class MedianPrunerConf:
     _target_: str = "optuna.pruners.MedianPruner"
     n_startup_trials: int = 5  # no pruning until this many trials completed
-    n_warmup_steps: int = 0  # no pruning at steps (epochs) below this
+    n_warmup_steps: int = 2  # no pruning at steps (epochs) below this (Optuna: 0)
     interval_steps: int = 1
     n_min_trials: int = 1  # completed trials that must have reported the step
 
@@ -169,7 +171,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         if not isinstance(objective, str) or objective not in EPOCH_OBJECTIVES:
             refuse(
                 f"{name} prunes on one objective a run has after every epoch, not objective={objective}: "
-                f"choose one of {', '.join(EPOCH_OBJECTIVES)}, or drop hydra/sweeper/pruner"
+                f"choose one of {', '.join(EPOCH_OBJECTIVES)}, or set hydra/sweeper/pruner=none"
             )
         if self.storage is None:
             refuse(
@@ -325,7 +327,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             failed = [t for t in study.trials if t.state == TrialState.FAIL]
             reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in failed}))[:800]
             pruned = len(study.trials) - len(failed)
-            if pruned:  # a pruner only compares with completed trials: only a pruner set to prune from the start gets here
+            if pruned:  # rare: pruners compare with completed trials
                 what = f"no trial of study '{study.study_name}' completed ({pruned} pruned, {len(failed)} failed)"
             else:
                 what = f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials)"
