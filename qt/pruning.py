@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from qt.results import EPOCH_OBJECTIVES, epoch_objective
+from qt.results import epoch_objective
 from qt.sweep import make_pruner, make_storage
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,7 @@ def connect(sweeper: Any, run_dir: Path, objective: Any) -> TrialPruning | None:
     pruner = make_pruner(sweeper.get("pruner"))
     if pruner is None:
         return None
-    if not isinstance(objective, str) or objective not in EPOCH_OBJECTIVES or sweeper.get("storage") is None:
-        return None  # the sweeper refuses such a search before launching anything
-    import optuna
+    import optuna  # the objective and the storage were checked by the sweeper before any trial started
 
     try:
         study = optuna.load_study(study_name=sweeper.study_name, storage=make_storage(sweeper.storage), pruner=pruner)
