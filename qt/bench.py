@@ -16,7 +16,12 @@ runs in this same process. Rows are measured with 1 torch thread and with ``--th
    (``experiment=mnist_1500``; ``circuit=u3 n_blocks=16``), with each backend, vs the
    classical step of the same target (``mode=classical``), and their ratio;
 4. projected full-MNIST epoch (48,000 training images) of the ``experiment=mnist_1500``
-   recipe at batch 128, and with ``--full`` a measured one.
+   recipe at batch 128, and with ``--full`` a measured one;
+5. ``large`` (not in the default run): one training step of the large target
+   (``experiment=fmnist_large``, 222,986 weights) at ``mapping.chunk`` 1 to 256, and of
+   wider versions of it that need 19 and 20 qubits at chunk 1, vs the classical step of
+   the same target (interleaved, same process), with the process's peak resident memory;
+   each row in a fresh subprocess.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
 RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3", "n_blocks=16"]}
 #: what each training-step column runs, as overrides added to a recipe's
 STEP_VARIANTS = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
+#: the large-target rows: label -> overrides (the budget is lifted: a row measures cost, not a recipe)
+LARGE = {
+    **{f"chunk {c}": ["experiment=fmnist_large", f"mapping.chunk={c}", "max_trainable_params=null"] for c in (1, 4, 16, 64, 256)},
+    **{
+        f"hidden [{h}, 64], chunk 1": ["experiment=fmnist_large", "mapping.chunk=1", f"model.hidden=[{h},64]", "max_trainable_params=null"]
+        for h in (256, 512)
+    },
+}
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -185,6 +198,34 @@ def section_scaling(repeats: int) -> str:
     return table("Scaling, 16 blocks, 1 thread, float32: probabilities + gradient and peak memory", header, rows)
 
 
+def _large_child(overrides: list[str], repeats: int) -> None:
+    """Runs in a subprocess: prints JSON of one large-target row (median QT and classical step, batch 128, peak memory)."""
+    qt = recipe_learner(overrides)
+    steps = {"qt": train_step_fn(qt, 128), "classical": train_step_fn(recipe_learner([*overrides, "mode=classical"]), 128)}
+    t = interleaved_ms(steps, repeats, warmup=2)
+    table_ = qt.param_table()
+    peak = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    keys = ("target_weights", "n_qubits", "trainable_params")
+    print(json.dumps({**{k: table_[k] for k in keys}, "qt_ms": t["qt"], "classical_ms": t["classical"], "peak_mib": peak / 1024}))
+
+
+def section_large(repeats: int) -> str:
+    rows = []
+    for label, overrides in LARGE.items():
+        cmd = [sys.executable, "-m", "qt.bench", "--_child-large", json.dumps(overrides), "--repeats", str(repeats), "--threads", "1"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            rows.append([label, "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60], *["-"] * 6])
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append([
+            label, f"{r['target_weights']:,}", str(r["n_qubits"]), f"{r['trainable_params']:,}", f"{r['qt_ms']:.1f}",
+            f"{r['classical_ms']:.1f}", f"{r['qt_ms'] / r['classical_ms']:.2f}", f"{r['peak_mib']:,.0f}",
+        ])  # fmt: skip
+    header = ["experiment=fmnist_large", "target weights", "qubits", "trainable", "QT step ms", "classical ms", "QT / classical", "peak RSS MiB"]
+    return table("Large target: training step, batch 128, 1 thread (median ms, interleaved); process peak memory", header, rows)
+
+
 def trainer_config(**overrides) -> TrainerConfig:
     """The default ``trainer`` config group, with ``overrides``."""
     return TrainerConfig(**{**OmegaConf.to_container(compose_config().trainer, resolve=True), **overrides})
@@ -311,15 +352,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
-    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run (also: large)")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
     parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_child-large", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args._child:
         n, ansatz, backend, reps = args._child.split(",")
         _scaling_child(int(n), ansatz, backend, int(reps))
+        return 0
+    if args._child_large:
+        _large_child(json.loads(args._child_large), args.repeats)
         return 0
     sections = set(args.sections.split(","))
     print(header(args.threads))
@@ -334,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
     if "breakdown" in sections:
         print(section_breakdown(args.repeats), flush=True)
+    if "large" in sections:
+        print(section_large(args.repeats), flush=True)
     return 0
 
 

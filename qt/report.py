@@ -16,6 +16,8 @@ embedded; opens without a server). Sections:
 * QT against each of its controls (frozen circuit, classical generator, fixed vector,
   classical baseline): seed-matched paired differences in test accuracy with 95 % t
   intervals (:mod:`qt.stats`);
+* QT against other networks trained directly on the same dataset (a small target against the
+  large one QT generates): unpaired differences with Welch's 95 % interval;
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
 * plots: test accuracy vs trainable parameters, one panel and Pareto front per dataset, accuracy vs
   n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
@@ -39,7 +41,7 @@ import pandas as pd
 
 from qt.analysis import learning_curves, load_runs
 from qt.results import pareto_front
-from qt.stats import CONTEXT, QT_FACTORS, paired_differences
+from qt.stats import CONTEXT, QT_FACTORS, other_target_differences, paired_differences
 from qt.sweep import make_storage
 
 #: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
@@ -221,6 +223,21 @@ def difference_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
         rows.append([*(_fmt(rec[c]) for c in shown), rec["control"], str(rec["n_pairs"]), f"{rec['qt_mean'] * 100:.2f}",
                      f"{rec['control_mean'] * 100:.2f}", f"{rec['diff_mean'] * 100:+.2f}{interval}"])
+    return header, rows
+
+
+def other_target_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT against other networks trained directly on its dataset: unpaired, Welch's 95 % interval (qt.stats)."""
+    diff = other_target_differences(df)
+    if diff.empty:
+        return [], []
+    shown = [c for c in ["dataset", "model", "experiment"] if c in diff.columns]
+    header = [*shown, "trained directly", "runs (QT / direct)", "QT test acc %", "direct test acc %", "difference, points [95 % Welch interval]"]
+    rows = []
+    for rec in diff.to_dict("records"):
+        interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
+        rows.append([*(_fmt(rec[c]) for c in shown), f"{rec['other_model']} ({rec['other_experiment']})", f"{rec['n_qt']} / {rec['n_other']}",
+                     f"{rec['qt_mean'] * 100:.2f}", f"{rec['other_mean'] * 100:.2f}", f"{rec['diff_mean'] * 100:+.2f}{interval}"])
     return header, rows
 
 
@@ -413,11 +430,14 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
           "deviation over seeds.", ""]
     parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
 
-    def table_section(heading: str, header: list[str], rows: list[list[str]], empty: str) -> None:
+    def table_section(heading: str, header: list[str], rows: list[list[str]], empty: str, how: str | None = None) -> None:
         md.extend([f"## {heading}", ""])
         parts_html.append(f"<h2>{html.escape(heading)}</h2>")
         md.extend([md_table(header, rows) if rows else empty, ""])
         parts_html.append(html_table(header, rows) if rows else f"<p>{html.escape(empty)}</p>")
+        if how:
+            md.extend([how, ""])
+            parts_html.append(f"<p>{html.escape(how)}</p>")
 
     if shared:
         line = "Shared by every run: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + "."
@@ -433,11 +453,14 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
     dheader, drows = difference_table(df)
     if drows:
-        table_section("QT against its controls", dheader, drows, "")
-        how = ("Each difference is QT minus the control on test accuracy, over the seeds both were run with (pairs); "
-               "the interval is the two-sided 95 % t interval of the mean paired difference (qt/stats.py).")
-        md += [how, ""]
-        parts_html.append(f"<p>{html.escape(how)}</p>")
+        table_section("QT against its controls", dheader, drows, "", "Each difference is QT minus the control on test "
+                      "accuracy, over the seeds both were run with (pairs); the interval is the two-sided 95 % t interval of "
+                      "the mean paired difference (qt/stats.py).")
+    oheader, orows = other_target_table(df)
+    if orows:
+        table_section("QT against other networks trained directly", oheader, orows, "", "Each difference is QT minus "
+                      "another target network trained directly on the same dataset (no pairs: a different network); the "
+                      "interval is Welch's two-sided 95 % t interval for the difference of means (qt/stats.py).")
     table_section("Runs that did not complete (pruned, diverged, failed, unfinished)", pheader, prows, "None.")
 
     render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)

@@ -12,6 +12,10 @@ its circuit and mapping. The classical baseline, which has neither, pairs with e
 trained the same way (dataset, target, loss, epochs, batch, optimizer and schedule), whatever
 experiment file launched it: ``experiment=mnist_700 variant=classical`` would train exactly
 the network ``experiment=mnist_1500 variant=classical`` trains.
+
+A different network trained directly on the same dataset (a small target against the large
+target QT generates) is no control and has no pairs: :func:`other_target_differences` gives
+the unpaired difference of the means with Welch's t interval.
 """
 
 from __future__ import annotations
@@ -76,4 +80,39 @@ def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float 
                 "ci_low": low,
                 "ci_high": high,
             })
+    return pd.DataFrame(rows)
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), low, high): Welch's two-sided t interval, unequal variances; NaN bounds below 2 values each."""
+    na, nb = len(a), len(b)
+    diff = sum(a) / na - sum(b) / nb
+    if na < 2 or nb < 2:
+        return diff, math.nan, math.nan
+    va, vb = (pd.Series(a).var() / na), (pd.Series(b).var() / nb)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = stats.t.ppf(1 - (1 - level) / 2, dof) * se
+    return diff, diff - half, diff + half
+
+
+def other_target_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Each QT group against each other network trained directly on its dataset: n, means, difference, Welch interval."""
+    done = df[(df.status == "completed") & df[metric].notna()].copy()
+    done["_grp"] = _key(done, CONTEXT) + " || " + _key(done, QT_FACTORS)
+    done["_direct"] = _key(done, TRAINING)
+    rows = []
+    for _, qt in done[done.variant == "qt"].groupby("_grp", sort=True):
+        first = qt.iloc[0]
+        direct = done[(done.variant == "classical") & (done.dataset == first.dataset) & (done.model != first.model)]
+        for _, other in direct.groupby("_direct", sort=True):
+            mean, low, high = welch_interval(list(qt[metric]), list(other[metric]), level)
+            rows.append({
+                **{c: first.get(c) for c in CONTEXT + QT_FACTORS if c in qt.columns},
+                "other_model": other.model.iloc[0], "other_experiment": other.experiment.iloc[0],
+                "n_qt": len(qt), "n_other": len(other), "qt_mean": qt[metric].mean(), "other_mean": other[metric].mean(),
+                "diff_mean": mean, "ci_low": low, "ci_high": high,
+            })  # fmt: skip
     return pd.DataFrame(rows)

@@ -85,6 +85,21 @@ def test_accuracy_experiments_keep_their_parameter_budget(experiment, dataset, b
     assert counts["classical_generator"] == counts["qt"] > counts["frozen"]
 
 
+@pytest.mark.parametrize("experiment,dataset", [("fmnist_large", "FashionMNIST"), ("mnist_large", "MNIST")])
+def test_large_experiments_generate_a_large_target_within_the_small_targets_weight_count(experiment, dataset):
+    """At least 100,000 target weights from at most 6,690 trainable parameters (cnn_qtt's weights), controls included."""
+    counts = {}
+    for variant in ("qt", "frozen", "classical_generator", "fixed_vector"):
+        cfg = cfg_with(f"experiment={experiment}", f"variant={variant}")
+        assert cfg.dataset.name == dataset and cfg.max_trainable_params == 6690
+        with execution_whitelist(trusted_targets()):
+            table = build_learner(cfg).param_table()
+        assert table["target_weights"] >= 100_000
+        counts[variant] = table["trainable_params"]
+    assert counts["classical_generator"] == counts["qt"] <= 6690
+    assert counts["frozen"] == counts["fixed_vector"] < counts["qt"]
+
+
 @pytest.mark.parametrize("variant", ["classical_generator", "fixed_vector"])
 def test_classical_controls_are_drawn_from_the_runs_seed(variant):
     """Each seed of a control is its own random generator; the same seed rebuilds the same one."""

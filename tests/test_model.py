@@ -91,6 +91,19 @@ def test_chunking_reduces_qubits():
     assert sum(v.numel() for v in learner.weights().values()) == 6690
 
 
+def test_each_basis_state_emits_chunk_consecutive_weights():
+    """Weight j of the flat vector is output j mod c of basis state j div c: [bits(j div c), x_(j div c)] through the MLP."""
+    torch.manual_seed(0)
+    gen = WeightGenerator(n_qubits=4, n_weights=45, hidden=[5], chunk=4, scale="none", center=False)  # 12 states, the last emits 1 used weight
+    probs = torch.softmax(torch.randn(16), 0)
+    w = gen(probs)
+    x = rescale_probs(probs[:12], 4, gen.gamma, gen.beta, gen.alpha)
+    for j in (0, 3, 4, 17, 44):
+        state = j // 4
+        assert torch.allclose(w[j], gen.mlp(torch.cat([basis_bits(4, 12, False)[state], x[state : state + 1]]))[j % 4])
+    assert w.shape == (45,) and gen.n_states == 12
+
+
 def test_rescaling_and_bits():
     p = torch.full((8,), 1 / 8)
     x = rescale_probs(p, 3, gamma=0.1, beta=0.8, alpha=0.3)

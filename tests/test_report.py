@@ -151,6 +151,27 @@ def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
     assert set(diff.index) == {"frozen", "classical"}
 
 
+def test_a_large_qt_target_against_a_small_network_trained_directly_welch_interval():
+    import pandas as pd
+    from scipy import stats
+
+    from qt.stats import other_target_differences, welch_interval
+
+    # a = 1, 2, 3 (var 1), b = 0, 0, 0, 4 (var 4): se^2 = 1/3 + 1 = 4/3, dof = (4/3)^2 / ((1/3)^2 / 2 + 1 / 3) = 4.571
+    diff, low, high = welch_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 4.0])
+    half = stats.t.ppf(0.975, (4 / 3) ** 2 / ((1 / 3) ** 2 / 2 + 1 / 3)) * (4 / 3) ** 0.5
+    assert (diff, low, high) == pytest.approx((1.0, 1.0 - half, 1.0 + half))
+    base = dict(status="completed", dataset="fmnist", experiment="e", loss="ce", epochs=10, batch_size=128, lr=0.01)
+    rows = [{**base, "model": "large", "variant": "qt", "seed": s, "test_acc": a} for s, a in ((0, 0.90), (1, 0.91), (2, 0.92))]
+    rows += [{**base, "model": "large", "variant": "classical", "seed": 0, "test_acc": 0.93}]  # the same target: a control, not here
+    rows += [{**base, "model": "small", "experiment": "s", "epochs": 20, "variant": "classical", "seed": s, "test_acc": a}
+             for s, a in ((0, 0.89), (1, 0.89), (2, 0.89), (3, 0.89))]
+    rows += [{**base, "dataset": "mnist", "model": "small", "variant": "classical", "seed": 0, "test_acc": 0.99}]  # another dataset
+    diff = other_target_differences(pd.DataFrame(rows))
+    assert len(diff) == 1 and diff.other_model[0] == "small" and (diff.n_qt[0], diff.n_other[0]) == (3, 4)
+    assert diff.diff_mean[0] == pytest.approx(0.02) and diff.ci_low[0] == pytest.approx(0.02 - stats.t.ppf(0.975, 2) * 0.01 / 3**0.5)
+
+
 def test_settings_are_stated_once_where_they_belong():
     """Shared settings once; what tells experiments apart in the experiments table; the rest as columns."""
     base = {**dict.fromkeys(COLUMNS), "status": "completed", "dataset": "mnist", "model": "cnn_qtt", "lr": 0.01, "circuit": "ry_cnot"}
