@@ -52,11 +52,15 @@ def _key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return frame[cols].map(str).agg(" | ".join, axis=1) if cols else pd.Series("", index=frame.index)  # NaN -> "nan"
 
 
+def _qt_group(frame: pd.DataFrame) -> pd.Series:
+    """What makes runs one QT group (seeds aside): its context and its circuit and mapping."""
+    return _key(frame, CONTEXT) + " || " + _key(frame, QT_FACTORS)
+
+
 def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
     """One row per (QT group, control) with at least one seed-matched pair: n, means, mean difference, interval."""
     done = df[(df.status == "completed") & df[metric].notna() & df.seed.notna()].copy()
-    done["_ctx"] = _key(done, CONTEXT)
-    done["_grp"] = done["_ctx"] + " || " + _key(done, QT_FACTORS)
+    done["_grp"] = _qt_group(done)
     done["_train"] = _key(done, TRAINING)
     rows = []
     for grp, qt in done[done.variant == "qt"].groupby("_grp", sort=True):
@@ -101,7 +105,7 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) 
 def other_target_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
     """Each QT group against each other network trained directly on its dataset: n, means, difference, Welch interval."""
     done = df[(df.status == "completed") & df[metric].notna()].copy()
-    done["_grp"] = _key(done, CONTEXT) + " || " + _key(done, QT_FACTORS)
+    done["_grp"] = _qt_group(done)
     done["_direct"] = _key(done, TRAINING)
     rows = []
     for _, qt in done[done.variant == "qt"].groupby("_grp", sort=True):
