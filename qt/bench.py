@@ -58,12 +58,10 @@ RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3
 #: what each training-step column runs, as overrides added to a recipe's
 STEP_VARIANTS = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
 #: the large-target rows: label -> overrides (the budget is lifted: a row measures cost, not a recipe)
+_LARGE = ["experiment=fmnist_large", "max_trainable_params=null"]
 LARGE = {
-    **{f"chunk {c}": ["experiment=fmnist_large", f"mapping.chunk={c}", "max_trainable_params=null"] for c in (1, 4, 16, 64, 256)},
-    **{
-        f"hidden [{h}, 64], chunk 1": ["experiment=fmnist_large", "mapping.chunk=1", f"model.hidden=[{h},64]", "max_trainable_params=null"]
-        for h in (256, 512)
-    },
+    **{f"chunk {c}": [*_LARGE, f"mapping.chunk={c}"] for c in (1, 4, 16, 64, 256)},
+    **{f"hidden [{h}, 64], chunk 1": [*_LARGE, "mapping.chunk=1", f"model.hidden=[{h},64]"] for h in (256, 512)},
 }
 
 

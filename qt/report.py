@@ -211,6 +211,12 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
     return header, rows, grouped
 
 
+def _difference(rec: dict) -> str:
+    """A difference in points with its interval, from qt.stats' diff_mean / ci_low / ci_high (no interval below 2 values)."""
+    interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
+    return f"{rec['diff_mean'] * 100:+.2f}{interval}"
+
+
 def difference_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """QT minus each of its controls on test accuracy, seed-matched pairs, mean and 95 % t interval (qt.stats)."""
     diff = paired_differences(df)
@@ -220,9 +226,8 @@ def difference_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = [*shown, "control", "pairs", "QT test acc %", "control test acc %", "difference, points [95 % t interval]"]
     rows = []
     for rec in diff.to_dict("records"):
-        interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
         rows.append([*(_fmt(rec[c]) for c in shown), rec["control"], str(rec["n_pairs"]), f"{rec['qt_mean'] * 100:.2f}",
-                     f"{rec['control_mean'] * 100:.2f}", f"{rec['diff_mean'] * 100:+.2f}{interval}"])
+                     f"{rec['control_mean'] * 100:.2f}", _difference(rec)])
     return header, rows
 
 
@@ -235,9 +240,8 @@ def other_target_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = [*shown, "trained directly", "runs (QT / direct)", "QT test acc %", "direct test acc %", "difference, points [95 % Welch interval]"]
     rows = []
     for rec in diff.to_dict("records"):
-        interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
         rows.append([*(_fmt(rec[c]) for c in shown), f"{rec['other_model']} ({rec['other_experiment']})", f"{rec['n_qt']} / {rec['n_other']}",
-                     f"{rec['qt_mean'] * 100:.2f}", f"{rec['other_mean'] * 100:.2f}", f"{rec['diff_mean'] * 100:+.2f}{interval}"])
+                     f"{rec['qt_mean'] * 100:.2f}", f"{rec['other_mean'] * 100:.2f}", _difference(rec)])
     return header, rows
 
 
