@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from qt.config import variant_of
 from qt.results import SCHEMA_VERSION
+from qt.stats import run_keys
 from qt.sweep import make_storage
 
 #: columns every frame has, in this order (then any extra config columns, sorted)
@@ -82,6 +83,9 @@ COLUMNS = [
     "wall_time_s",
     "step_time_s",
     "teacher_test_acc",
+    "budget",
+    "group_key",
+    "training_key",
     "schema_version",
 ]
 
@@ -154,6 +158,8 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
         batch_size=trainer.get("batch_size"),
         epochs=trainer.get("epochs"),
         seed=trainer.get("seed", cfg.get("seed")),
+        budget=(cfg.get("model") or {}).get("max_params"),
+        **run_keys(cfg),
     )
     if mode != "classical":
         circuit, mapping = cfg.get("circuit") or {}, cfg.get("mapping") or {}
@@ -243,23 +249,26 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def load_runs(*paths: str | Path) -> pd.DataFrame:
-    """One row per run for every run dir under the given paths; ``*.db`` files are read as Optuna storages."""
+    """One row per run for every run dir under the given paths; ``*.db`` files are read as Optuna storages.
+
+    A run counts once however many inputs name it (its dir and its study, relative and absolute
+    paths): rows are matched on the resolved run dir, a study's row (with its trial) kept first.
+    """
     rows: list[dict] = []
-    seen: set[str] = set()
     frames = []
     for p in paths:
         p = Path(p)
         if p.is_file() and p.suffix == ".db":
-            frame = load_study_frame(str(p))
-            seen |= set(frame["run_dir"].dropna())
-            frames.append(frame)
+            frames.append(load_study_frame(str(p)))
             continue
-        for run_dir in find_run_dirs(p):
-            if str(run_dir) not in seen:
-                seen.add(str(run_dir))
-                rows.append(flatten_run(run_dir))
-    frames.insert(0, _frame(rows))
-    df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else _frame([])
+        rows += [flatten_run(run_dir) for run_dir in find_run_dirs(p)]
+    frames.append(_frame(rows))
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _frame([])
+    df = pd.concat(frames, ignore_index=True)
+    same = df.run_dir.map(lambda d: str(Path(d).resolve()) if isinstance(d, str) else d)
+    df = df[~(same.duplicated() & same.notna())]
     return df.sort_values("run_dir", kind="stable").reset_index(drop=True)
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qt.errors import ConfigError
 from qt.generators import ClassicalGenerator
-from qt.learner import ClassicalLearner, Learner, QTLearner
+from qt.learner import ClassicalLearner, HashedLearner, Learner, QTLearner
 from qt.loggers import Loggers
 from qt.mapping import activation_bytes, qubits_for
 from qt.models import count_weights
@@ -87,9 +87,13 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learne
     if device is not None:
         check_memory(cfg, count_weights(target), chunk, device)
     circuit = instantiate(cfg.circuit, _partial_=True)
-    if cfg.get("generator", "quantum") == "classical":
+    generator = cfg.get("generator", "quantum")
+    if generator == "classical":
         circuit = partial(equal_budget_generator, circuit, seed=int(cfg.trainer.seed))
-    return QTLearner(target, circuit=circuit, mapping=instantiate(cfg.mapping, _partial_=True), chunk=chunk)
+    learner = QTLearner(target, circuit=circuit, mapping=instantiate(cfg.mapping, _partial_=True), chunk=chunk)
+    if generator == "hashed":  # the QT config's trainable count, shared by hashing instead
+        return HashedLearner(target, n_values=learner.param_table()["trainable_params"], seed=int(cfg.trainer.seed))
+    return learner
 
 
 def equal_budget_generator(circuit_factory, n_qubits: int, seed: int) -> torch.nn.Module:

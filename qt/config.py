@@ -19,6 +19,8 @@ from qt.results import OBJECTIVES, objective_names
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 MODES = ("qt", "classical")
+#: where a QT run's weights come from: the circuit, the equal-budget classical generator, or HashedNets (controls)
+GENERATORS = ("quantum", "classical", "hashed")
 DEVICES = ("cpu", "cuda", "auto")
 #: keys that do not change a run's trajectory: they may differ when resuming
 RESUME_FREE_KEYS = (
@@ -33,19 +35,35 @@ RESUME_FREE_KEYS = (
     "logger",
 )
 
+#: keys that change nothing a run computes: where it reads data and logs, its budget guard, threads,
+#: device and simulation backend (equal results to float rounding), the seed (the replicate axis)
+RESULT_FREE_KEYS = (
+    "paths", "logger", "objective", "max_trainable_params", "seed", "trainer.seed", "trainer.threads", "trainer.device",
+    "trainer.progress", "trainer.checkpoint_every", "trainer.resume", "trainer.eval_batch_size", "circuit.backend",
+    "circuit.group_size",
+)  # fmt: skip
+#: the keys that make a run a control of the QT config it otherwise equals (what variant_of reads)
+CONTROL_KEYS = ("mode", "generator", "circuit.freeze", "circuit.entangle")
+
 
 def variant_of(cfg: Any) -> str:
-    """The control a config is, read from the keys that make it (``mode``, ``generator``, ``circuit.freeze``).
+    """The control a config is, read from the keys that make it (``mode``, ``generator``, ``circuit.freeze``, ``circuit.entangle``).
 
     ``variant=NAME`` sets those keys; a run launched with them directly (``mode=classical``)
     is the same control and is labelled the same.
     """
     if cfg.get("mode") == "classical":
         return "classical"
-    frozen = bool((cfg.get("circuit") or {}).get("freeze"))
-    if cfg.get("generator", "quantum") == "classical":
+    circuit = cfg.get("circuit") or {}
+    frozen = bool(circuit.get("freeze"))
+    generator = cfg.get("generator", "quantum")
+    if generator == "hashed":
+        return "hashed"
+    if generator == "classical":
         return "fixed_vector" if frozen else "classical_generator"
-    return "frozen" if frozen else "qt"
+    if frozen:
+        return "frozen"
+    return "qt" if circuit.get("entangle", True) else "no_entanglement"
 
 
 def _positive(value, name: str, hint: str, integer: bool = False) -> None:
@@ -64,8 +82,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown objective {unknown or names}: choose from {', '.join(OBJECTIVES)}")
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode '{cfg.mode}': use mode=qt or mode=classical")
-    if cfg.get("generator", "quantum") not in ("quantum", "classical"):
-        raise ConfigError(f"unknown generator '{cfg.generator}': use generator=quantum or classical (or variant=classical_generator)")
+    if cfg.get("generator", "quantum") not in GENERATORS:
+        raise ConfigError(f"unknown generator '{cfg.generator}': use generator={' or '.join(GENERATORS)} (or a variant: variant=classical_generator, hashed)")
     t = cfg.trainer
     _positive(t.epochs, "trainer.epochs", "set trainer.epochs=1 or more", integer=True)
     _positive(t.batch_size, "trainer.batch_size", "set e.g. trainer.batch_size=128", integer=True)
@@ -91,6 +109,8 @@ def validate(cfg: DictConfig) -> None:
         n_blocks = cfg.circuit.get("n_blocks")
         if not (isinstance(n_blocks, int) and not isinstance(n_blocks, bool) and n_blocks >= 1):
             raise ConfigError(f"n_blocks must be an integer >= 1 (got {n_blocks!r}): set n_blocks=1 or more")
+        if not isinstance(cfg.circuit.get("entangle", True), bool):
+            raise ConfigError(f"circuit.entangle must be true or false (got {cfg.circuit.entangle!r}): false is variant=no_entanglement")
         scale = cfg.circuit.get("init_scale", 1.0)
         if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale >= 0):
             raise ConfigError(f"circuit.init_scale must be a number >= 0 (got {scale!r}): angles start in [0, 2*pi*init_scale)")

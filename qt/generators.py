@@ -37,3 +37,60 @@ class ClassicalGenerator(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return torch.softmax(self.features @ self.theta, dim=0)
+
+
+def allocate_buckets(sizes: list[int], total: int) -> list[int]:
+    """Split ``total`` shared values over tensors of ``sizes`` in proportion (largest remainders), each at least 1 and at most its size.
+
+    HashedNets compresses every layer by the same factor (Chen et al., 2015, section 4): a
+    tensor of 1/5 of the weights gets 1/5 of the values.
+    """
+    if not len(sizes) <= total <= sum(sizes):
+        raise ConfigError(
+            f"hashing {sum(sizes):,} weights in {len(sizes)} tensors needs between {len(sizes)} and {sum(sizes):,} shared values "
+            f"(got {total:,}): raise the QT config's budget (n_blocks, mapping widths) or use a smaller target"
+        )
+    exact = [total * s / sum(sizes) for s in sizes]
+    counts = [min(max(1, int(e)), s) for e, s in zip(exact, sizes)]
+    order = sorted(range(len(sizes)), key=lambda i: counts[i] - exact[i])  # furthest below their share first
+    while sum(counts) != total:
+        step = 1 if sum(counts) < total else -1
+        for i in order if step == 1 else reversed(order):
+            if sum(counts) == total:
+                break
+            if 1 <= counts[i] + step <= sizes[i]:
+                counts[i] += step
+    return counts
+
+
+class HashedWeights(nn.Module):
+    """HashedNets (Chen, Wilson, Tyree, Weinberger, Chen, ICML 2015): every weight of the target is a shared value times a sign.
+
+    Weight j of tensor t is ``sign_t[j] * values_t[bucket_t[j]]``: ``bucket_t`` a fixed random
+    hash of the position into the tensor's ``B_t`` values (:func:`allocate_buckets`, B in all),
+    ``sign_t`` a fixed random ±1 (the sign hash ξ that makes the inner products unbiased).
+    A seeded random assignment stands in for the paper's xxHash: the same distribution of
+    hashes, and reproducible from the run's seed. The values start at the target's own
+    default-init scale (its std, or its constant: a norm layer's scale of 1), so the generated
+    network starts as the target's PyTorch init would. ``forward()`` returns all M weights, flat.
+    """
+
+    def __init__(self, sizes: list[int], n_values: int, seed: int, init_stats: list[tuple[float, float]]):
+        super().__init__()
+        g = torch.Generator().manual_seed(int(seed))
+        counts = allocate_buckets([int(s) for s in sizes], int(n_values))
+        index, sign, values, offset = [], [], [], 0
+        for size, count, (std, constant) in zip(sizes, counts, init_stats):
+            index.append(torch.randint(count, (size,), generator=g) + offset)
+            sign.append(torch.randint(2, (size,), generator=g).float() * 2 - 1)
+            values.append(torch.randn(count, generator=g) * std + constant)
+            if std == 0:  # a constant init (a norm layer's scale): no sign flips
+                sign[-1].fill_(1.0)
+            offset += count
+        self.register_buffer("index", torch.cat(index), persistent=True)
+        self.register_buffer("sign", torch.cat(sign), persistent=True)
+        self.values = nn.Parameter(torch.cat(values))
+        self.counts = counts
+
+    def forward(self) -> torch.Tensor:
+        return self.values[self.index] * self.sign

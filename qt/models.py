@@ -36,6 +36,9 @@ class SimpleCNN(nn.Module):
     ``cnn_small``: channels [4, 8], k3, fc [30]  (6,676 weights on 1x28x28)
     ``cnn_qtt``:   channels [8, 12], k5, fc [20] (6,690 weights on 1x28x28, the authors' network)
     ``cnn_cifar``: channels [16, 32], k5 p2, fc [128, 64] (285,226 weights on 3x32x32)
+
+    ``batch_norm`` adds a BatchNorm2d after each convolution (before its activation);
+    ``global_pool`` averages each final feature map to one value before the classifier.
     """
 
     def __init__(
@@ -48,17 +51,23 @@ class SimpleCNN(nn.Module):
         hidden: Sequence[int] = (20,),
         num_classes: int = 10,
         activation: str = "relu",
+        batch_norm: bool = False,
+        global_pool: bool = False,
     ):
         super().__init__()
         act = make_activation(activation, "model.activation")
         convs: list[nn.Module] = []
         c_in, size = in_channels, image_size
         for c_out in channels:
-            convs += [nn.Conv2d(c_in, c_out, kernel_size, padding=padding), *act(), nn.MaxPool2d(2)]
+            norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+            convs += [nn.Conv2d(c_in, c_out, kernel_size, padding=padding), *norm, *act(), nn.MaxPool2d(2)]
             size = (size + 2 * padding - kernel_size + 1) // 2
             c_in = c_out
         if size < 1:
             raise ValueError(f"image of size {image_size} is too small for {len(channels)} conv+pool stages")
+        if global_pool:
+            convs.append(nn.AdaptiveAvgPool2d(1))
+            size = 1
         self.features = nn.Sequential(*convs)
         fcs: list[nn.Module] = [nn.Flatten()]
         width = c_in * size * size
@@ -70,6 +79,61 @@ class SimpleCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class BudgetCNN(SimpleCNN):
+    """The widest :class:`SimpleCNN` of a given shape with at most ``max_params`` weights: the small network trained directly.
+
+    The shape is what a search over tiny MNIST networks varies: ``stages`` conv+pool stages,
+    channels ``[w, w * width_ratio, w * width_ratio^2, ...]`` (rounded), ``kernel_size``,
+    ``padding`` (``same``: k // 2, or a number), one hidden layer of ``hidden`` units (0: none),
+    ``batch_norm``, ``global_pool``. The base width ``w`` is the largest that fits the budget,
+    then the last stage widens while it still fits, so every shape a search proposes trains
+    near the budget and none exceeds it (``model=cnn_budget model.max_params=N``); a shape too
+    large even at width 1 is refused in one line. ``channels`` records the widths chosen.
+    """
+
+    def __init__(
+        self,
+        max_params: int | None = None,
+        in_channels: int = 1,
+        image_size: int = 28,
+        stages: int = 2,
+        width_ratio: float = 1.0,
+        kernel_size: int = 5,
+        padding: int | str = 0,
+        hidden: int = 0,
+        num_classes: int = 10,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        global_pool: bool = False,
+    ):
+        if max_params is None or int(max_params) < 1:
+            raise ConfigError(f"model=cnn_budget needs its budget (got max_params={max_params}): set model.max_params=N, e.g. QT's trainable count")
+        if int(stages) < 1 or int(hidden) < 0 or float(width_ratio) <= 0:
+            raise ConfigError(f"model=cnn_budget: stages >= 1, hidden >= 0 and width_ratio > 0 (got {stages}, {hidden}, {width_ratio})")
+        pad = int(kernel_size) // 2 if padding == "same" else int(padding)
+        shape = dict(in_channels=in_channels, image_size=image_size, kernel_size=int(kernel_size), padding=pad,
+                     hidden=[int(hidden)] if int(hidden) else [], num_classes=num_classes, activation=activation,
+                     batch_norm=bool(batch_norm), global_pool=bool(global_pool))  # fmt: skip
+
+        def widths(w: int) -> list[int]:
+            return [max(1, round(w * float(width_ratio) ** i)) for i in range(int(stages))]
+
+        def size(w: int) -> int:
+            return count_weights(SimpleCNN(channels=widths(w), **shape))
+
+        if size(1) > int(max_params):
+            raise ConfigError(f"model=cnn_budget: this shape has {size(1):,} weights at width 1, over max_params={int(max_params):,}: choose fewer stages, no hidden layer or global_pool=true")
+        w = 1
+        while size(w + 1) <= int(max_params):
+            w += 1
+        channels = widths(w)
+        # then the last stage as wide as what is left allows (uniform steps of w leave up to a third of the budget unused)
+        while count_weights(SimpleCNN(channels=[*channels[:-1], channels[-1] + 1], **shape)) <= int(max_params):
+            channels[-1] += 1
+        super().__init__(channels=channels, **shape)
+        self.channels = channels
 
 
 def count_weights(module: nn.Module) -> int:

@@ -13,9 +13,11 @@ embedded; opens without a server). Sections:
   subset where runs measured one, as the authors report), trainable parameters (QNN /
   mapping), compression ratio, generalization gap, epochs, wall time (total and per epoch);
   classical baselines (``mode=classical``) are rows of the same table, marked;
-* QT against each of its controls (frozen circuit, classical generator, fixed vector,
-  classical baseline): seed-matched paired differences in test accuracy with 95 % t
-  intervals (:mod:`qt.stats`);
+* QT against each of its controls (frozen circuit, classical generator, fixed vector, no
+  entanglement, hashed, classical baseline): seed-matched paired differences in test accuracy
+  with 95 % t intervals (:mod:`qt.stats`, which pairs by config, not by column names);
+* QT against equal-budget methods: the no-entanglement and HashedNets controls (paired) and
+  the small network trained directly at QT's trainable count (Welch's interval);
 * QT against other networks trained directly on the same dataset (a small target against the
   large one QT generates): unpaired differences with Welch's 95 % interval;
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
@@ -23,7 +25,8 @@ embedded; opens without a server). Sections:
   n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
   study its optimization history and parameter importances.
 
-Output is deterministic for the same inputs (sorted rows, fixed formatting, no
+Every comparison is also written to ``comparisons.csv`` (one row per QT group x comparison),
+so scripts read numbers, not Markdown. Output is deterministic for the same inputs (sorted rows, fixed formatting, no
 timestamps), so reports can be diffed.
 """
 
@@ -41,13 +44,14 @@ import pandas as pd
 
 from qt.analysis import learning_curves, load_runs
 from qt.results import pareto_front
-from qt.stats import CONTEXT, QT_FACTORS, other_target_differences, paired_differences
+from qt.errors import QTError
+from qt.stats import DESCRIBE, comparisons
 from qt.sweep import make_storage
 
 #: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
 #: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
 FACTORS = [
-    "experiment", "dataset", "model", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen",
+    "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen",
     "shots", "mapping_hidden", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
@@ -183,6 +187,7 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
             wall_time_s=g.wall_time_s.mean(),
             epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
             best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
+            at_budget=not _missing(first.get("budget")),
         )
         records.append(rec)
     grouped = pd.DataFrame(records)
@@ -195,7 +200,7 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
               "train acc %", "best val acc %", "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s",
               "train s / epoch"]
     for rec in grouped.to_dict("records"):
-        mode = rec["mode"] + (" (baseline)" if rec["mode"] == "classical" else "")
+        mode = rec["mode"] + ((" (small network)" if rec["at_budget"] else " (baseline)") if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])
         if rec["mode"] != "classical":
             params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
@@ -217,32 +222,71 @@ def _difference(rec: dict) -> str:
     return f"{rec['diff_mean'] * 100:+.2f}{interval}"
 
 
-def difference_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+#: comparisons at the QT config's trainable count: its classical stand-ins and the best small network
+EQUAL_BUDGET = ("no_entanglement", "hashed", "small network")
+
+
+def _shown(diff: pd.DataFrame) -> list[str]:
+    """The describing columns that tell the table's QT groups apart (dataset always)."""
+    return ["dataset", *(c for c in DESCRIBE if c != "dataset" and c in diff.columns and diff[c].map(str).nunique() > 1)]
+
+
+def _comparison_rows(diff: pd.DataFrame, shown: list[str], who) -> list[list[str]]:
+    return [[*(_fmt(rec[c]) for c in shown), who(rec), f"{rec['n_qt']} / {rec['n_control']}", f"{rec['qt_mean'] * 100:.2f}",
+             f"{rec['control_mean'] * 100:.2f}", _difference(rec)] for rec in diff.to_dict("records")]  # fmt: skip
+
+
+def difference_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """QT minus each of its controls on test accuracy, seed-matched pairs, mean and 95 % t interval (qt.stats)."""
-    diff = paired_differences(df)
+    diff = diff[diff.comparison == "paired t"] if not diff.empty else diff
     if diff.empty:
         return [], []
-    shown = [c for c in CONTEXT + QT_FACTORS if c in diff.columns and diff[c].map(str).nunique() > 1]
-    header = [*shown, "control", "pairs", "QT test acc %", "control test acc %", "difference, points [95 % t interval]"]
-    rows = []
-    for rec in diff.to_dict("records"):
-        rows.append([*(_fmt(rec[c]) for c in shown), rec["control"], str(rec["n_pairs"]), f"{rec['qt_mean'] * 100:.2f}",
-                     f"{rec['control_mean'] * 100:.2f}", _difference(rec)])
-    return header, rows
+    shown = _shown(diff)
+    header = [*shown, "control (trainable)", "pairs", "QT test acc %", "control test acc %", "difference, points [95 % t interval]"]
+    return header, _comparison_rows(diff, shown, lambda r: f"{r['control']} ({_fmt(r['control_params'])})")
 
 
-def other_target_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def equal_budget_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT against the classical and separable methods with its trainable count: paired t (hashed, no entanglement), Welch (small network)."""
+    diff = diff[diff.control.isin(EQUAL_BUDGET)] if not diff.empty else diff
+    if diff.empty:
+        return [], []
+    shown = _shown(diff)
+    header = [*shown, "method (trainable)", "runs (QT / method)", "QT test acc %", "method test acc %",
+              "difference, points [95 % interval]", "interval"]
+    rows = _comparison_rows(diff, shown, _method)
+    return header, [[*row, rec["comparison"]] for row, rec in zip(rows, diff.to_dict("records"))]
+
+
+def _method(rec: dict) -> str:
+    if rec["control"] == "small network":
+        return f"small network {rec['control_model']}, lr {_fmt(rec['control_lr'])} ({_fmt(rec['control_params'])})"
+    return f"{rec['control']} ({_fmt(rec['control_params'])})"
+
+
+def other_target_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """QT against other networks trained directly on its dataset: unpaired, Welch's 95 % interval (qt.stats)."""
-    diff = other_target_differences(df)
+    diff = diff[diff.control == "other network"] if not diff.empty else diff
     if diff.empty:
         return [], []
-    shown = [c for c in ["dataset", "model", "experiment"] if c in diff.columns]
+    shown = _shown(diff)
     header = [*shown, "trained directly", "runs (QT / direct)", "QT test acc %", "direct test acc %", "difference, points [95 % Welch interval]"]
-    rows = []
-    for rec in diff.to_dict("records"):
-        rows.append([*(_fmt(rec[c]) for c in shown), f"{rec['other_model']} ({rec['other_experiment']})", f"{rec['n_qt']} / {rec['n_other']}",
-                     f"{rec['qt_mean'] * 100:.2f}", f"{rec['other_mean'] * 100:.2f}", _difference(rec)])
-    return header, rows
+    return header, _comparison_rows(diff, shown, lambda r: f"{r['control_model']} ({r['control_experiment']})")
+
+
+#: the comparison sections of the report, in order: (heading, table from qt.stats.comparisons, how to read it)
+COMPARISON_SECTIONS = (
+    ("QT against its controls", difference_table, "Each difference is QT minus the control on test accuracy, over the "
+     "seeds both were run with (pairs); the interval is the two-sided 95 % t interval of the mean paired difference "
+     "(qt/stats.py). A control pairs with the QT runs whose config it equals but for what makes it that control."),
+    ("QT against equal-budget methods", equal_budget_table, "Each row is a method with QT's trainable count: the circuit "
+     "without entangling gates and HashedNets (paired by seed, t interval), and the small network trained directly at "
+     "that budget (model=cnn_budget, its shape and lr searched: Welch's interval). The difference is QT minus the method, "
+     "in points of test accuracy."),
+    ("QT against other networks trained directly", other_target_table, "Each difference is QT minus another target "
+     "network trained directly on the same dataset (no pairs: a different network); the interval is Welch's two-sided "
+     "95 % t interval for the difference of means (qt/stats.py)."),
+)  # fmt: skip
 
 
 def problem_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -391,9 +435,15 @@ def report_figures(df: pd.DataFrame, grouped: pd.DataFrame, inputs: list[Path], 
                ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
     if not grouped.empty:
         best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
-        labels = [f"{r['mode']} {_fmt(r.get('circuit'))} {_fmt(r.get('n_blocks'))} ({Path(r['best_run']).name})" for r in best.to_dict("records")]
-        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), labels)))
+        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), curve_labels(best))))
     return figures + study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
+
+
+def curve_labels(groups: pd.DataFrame) -> list[str]:
+    """A legend that names what differs between the plotted groups (factor=value), and each curve's run."""
+    records = groups.to_dict("records")
+    differ = [f for f in groups.columns if f in FACTORS and f not in VARIANT_PARTS and len({_factor(r, f) for r in records}) > 1]
+    return [" ".join([*(f"{f}={_factor(r, f)}" for f in differ), f"({Path(r['best_run']).name})"]) for r in records]
 
 
 def render_figures(figures: list[tuple[str, object]], out: Path, md: list[str], parts_html: list[str]) -> None:
@@ -455,16 +505,13 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
-    dheader, drows = difference_table(df)
-    if drows:
-        table_section("QT against its controls", dheader, drows, "", "Each difference is QT minus the control on test "
-                      "accuracy, over the seeds both were run with (pairs); the interval is the two-sided 95 % t interval of "
-                      "the mean paired difference (qt/stats.py).")
-    oheader, orows = other_target_table(df)
-    if orows:
-        table_section("QT against other networks trained directly", oheader, orows, "", "Each difference is QT minus "
-                      "another target network trained directly on the same dataset (no pairs: a different network); the "
-                      "interval is Welch's two-sided 95 % t interval for the difference of means (qt/stats.py).")
+    diff = comparisons(df)
+    if not diff.empty:
+        diff.to_csv(out / "comparisons.csv", index=False)
+    for heading, table, how in COMPARISON_SECTIONS:
+        cheader, crows = table(diff)
+        if crows:
+            table_section(heading, cheader, crows, "", how)
     table_section("Runs that did not complete (pruned, diverged, failed, unfinished)", pheader, prows, "None.")
 
     render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)
@@ -488,7 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such input: {', '.join(missing)}: pass run dirs, sweep dirs or Optuna .db files", file=sys.stderr)
         return 2
-    path = build_report(args.inputs, args.out, args.title, args.curves)
+    try:
+        path = build_report(args.inputs, args.out, args.title, args.curves)
+    except QTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"report: {path} and {path.with_suffix('.html')}")
     return 0
 

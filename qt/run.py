@@ -30,12 +30,19 @@ from qt.results import load_checkpoint, objective_values, read_summary, write_su
 log = logging.getLogger(__name__)
 
 
+GENERATOR_ROWS = {"quantum": "QNN params", "classical": "generator params (classical)"}
+
+
 def format_param_table(table: dict) -> str:
+    generator = table.get("generator", "quantum")
+    parts = [
+        (GENERATOR_ROWS[generator], f"{table['qnn_params']:,}"),
+        ("mapping params", f"{table['mapping_params']:,}"),
+    ] if generator in GENERATOR_ROWS else [("shared values (hashed)", f"{table['trainable_params']:,}")]  # fmt: skip
     rows = [
         ("target weights M", f"{table['target_weights']:,}"),
         ("qubits", "-" if table["n_qubits"] is None else str(table["n_qubits"])),
-        ("QNN params" if table.get("generator", "quantum") == "quantum" else "generator params (classical)", f"{table['qnn_params']:,}"),
-        ("mapping params", f"{table['mapping_params']:,}"),
+        *parts,
         ("total trainable", f"{table['trainable_params']:,}"),
         ("compression M/trainable", f"{table['compression_ratio']:.2f}x"),
     ]

@@ -27,15 +27,11 @@ def reference(circuit, w, device):
     return probs.detach(), [a.grad for a in angles]
 
 
-@pytest.mark.parametrize("backend", ["torch", "fused"])
-@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
-@pytest.mark.parametrize("n_qubits", [1, 2, 3, 5, 8])
-def test_backend_matches_default_qubit(backend, rotation, entangler, layout, n_qubits):
-    torch.manual_seed(n_qubits)
-    circuit = QuantumCircuit(n_qubits, 3, rotation, entangler, layout, backend=backend, dtype="float64")
-    w = torch.randn(2**n_qubits, dtype=torch.float64)
+def assert_matches_pennylane(circuit, device="default.qubit"):
+    """Probabilities and the gradient of a random weighting of them equal PennyLane's on ``device``."""
+    w = torch.randn(2**circuit.n_qubits, dtype=torch.float64)
     p, g = torch_and_grads(circuit, w)
-    p_ref, g_ref = reference(circuit, w, "default.qubit")
+    p_ref, g_ref = reference(circuit, w, device)
     assert torch.allclose(p, p_ref, atol=1e-6, rtol=0)
     assert abs(float(p.sum()) - 1) < 1e-12
     for a, b in zip(g, g_ref):
@@ -43,17 +39,19 @@ def test_backend_matches_default_qubit(backend, rotation, entangler, layout, n_q
 
 
 @pytest.mark.parametrize("backend", ["torch", "fused"])
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
+@pytest.mark.parametrize("n_qubits", [1, 2, 3, 5, 8])
+def test_backend_matches_default_qubit(backend, rotation, entangler, layout, n_qubits):
+    torch.manual_seed(n_qubits)
+    assert_matches_pennylane(QuantumCircuit(n_qubits, 3, rotation, entangler, layout, backend=backend, dtype="float64"))
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("rotation,entangler,layout", ANSATZE[:2])
 @pytest.mark.parametrize("n_qubits", [3, 6])
 def test_backend_matches_lightning(backend, rotation, entangler, layout, n_qubits):
     torch.manual_seed(10 + n_qubits)
-    circuit = QuantumCircuit(n_qubits, 2, rotation, entangler, layout, backend=backend, dtype="float64")
-    w = torch.randn(2**n_qubits, dtype=torch.float64)
-    p, g = torch_and_grads(circuit, w)
-    p_ref, g_ref = reference(circuit, w, "lightning.qubit")
-    assert torch.allclose(p, p_ref, atol=1e-6, rtol=0)
-    for a, b in zip(g, g_ref):
-        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert_matches_pennylane(QuantumCircuit(n_qubits, 2, rotation, entangler, layout, backend=backend, dtype="float64"), "lightning.qubit")
 
 
 @pytest.mark.parametrize("backend", ["torch", "fused"])
@@ -164,3 +162,52 @@ def test_u3_angles_from_0_or_minus_pi_give_the_same_circuits_in_distribution():
     ours = _u3_ring_moments(0.0, 2 * math.pi, seed=1)
     assert z(ours, _u3_ring_moments(-math.pi, math.pi, seed=2)) < 4.0
     assert z(ours, _u3_ring_moments(0.0, math.pi / 2, seed=3)) > 8.0  # the check tells a different distribution apart
+
+
+# -- the no-entanglement control (variant=no_entanglement: circuit.entangle=false) --
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused", "lightning.qubit"])
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
+@pytest.mark.parametrize("n_qubits", [1, 3, 6])
+def test_no_entanglement_matches_default_qubit(backend, rotation, entangler, layout, n_qubits):
+    torch.manual_seed(20 + n_qubits)
+    circuit = QuantumCircuit(n_qubits, 3, rotation, entangler, layout, entangle=False, backend=backend, dtype="float64")
+    assert all(layer.gate in ("RY", "U3") for layer in circuit.ansatz.block)
+    assert_matches_pennylane(circuit)
+
+
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
+def test_no_entanglement_keeps_the_parameter_count(rotation, entangler, layout):
+    full = build_ansatz(rotation, entangler, layout, 13, 16)
+    separable = build_ansatz(rotation, entangler, layout, 13, 16, entangle=False)
+    assert separable.n_params == full.n_params
+    assert sum(math.prod(s) for s in separable.angle_shapes()) == full.n_params
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+def test_no_entanglement_ry_is_the_product_of_one_qubit_distributions(backend):
+    """Written without PennyLane: RY angles on one wire add up, so p(bit q = 1) = sin^2(sum_b theta_bq / 2)."""
+    torch.manual_seed(5)
+    n = 5
+    circuit = QuantumCircuit(n, 4, "RY", "CNOT", "chain", entangle=False, backend=backend, dtype="float64")
+    total = circuit.angles[0].detach()[:, :, 0].sum(0)  # (n,)
+    one = torch.sin(total / 2) ** 2
+    expected = torch.ones(1, dtype=torch.float64)
+    for q in range(n):  # wire 0 is the most significant bit
+        expected = torch.kron(expected, torch.stack([1 - one[q], one[q]]))
+    assert torch.allclose(circuit().detach(), expected, atol=1e-12)
+
+
+def test_with_entanglement_the_distribution_is_not_a_product():
+    """The control differs from QT where it should: the entangled circuit's distribution is not the product of its marginals."""
+    torch.manual_seed(1)
+    n = 4
+    for entangle, is_product in ((True, False), (False, True)):
+        p = QuantumCircuit(n, 3, "RY", "CNOT", "chain", entangle=entangle, backend="fused", dtype="float64")().detach()
+        bits = p.view([2] * n)
+        marginals = [bits.sum(dim=[d for d in range(n) if d != q]) for q in range(n)]
+        product = marginals[0]
+        for m in marginals[1:]:
+            product = torch.kron(product, m)
+        assert torch.allclose(p, product, atol=1e-10) is is_product

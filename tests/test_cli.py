@@ -114,6 +114,10 @@ def test_different_config_in_same_dir_is_refused_and_nothing_changes(qt_run):
         (["+sweep=lr_blocks_clip"], "run it as a multirun"),
         (["dataset.val_fraction=0"], "no validation split to judge the run by"),
         (["model.activation=swish"], "unknown model.activation 'swish'"),
+        (["circuit.entangle=maybe"], "circuit.entangle must be true or false"),
+        (["generator=hash"], "unknown generator 'hash'"),
+        (["variant=classical", "model=cnn_budget"], "model=cnn_budget needs its budget"),
+        (["variant=classical", "model=cnn_budget", "model.max_params=200", "model.hidden=32"], "over max_params=200"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, overrides, message):

@@ -76,13 +76,26 @@ def test_experiment_paper_mnist_composes():
 def test_accuracy_experiments_keep_their_parameter_budget(experiment, dataset, budget):
     """The headline rows' budgets hold for QT and for every control that trains a generator."""
     counts = {}
-    for variant in ("qt", "frozen", "classical_generator"):
+    for variant in ("qt", "frozen", "classical_generator", "no_entanglement", "hashed"):
         cfg = cfg_with(f"experiment={experiment}", f"variant={variant}")
         assert cfg.dataset.name == dataset and cfg.model.channels == [8, 12]
         with execution_whitelist(trusted_targets()):
             counts[variant] = build_learner(cfg).param_table()["trainable_params"]
     assert counts["qt"] <= budget
-    assert counts["classical_generator"] == counts["qt"] > counts["frozen"]
+    assert counts["classical_generator"] == counts["no_entanglement"] == counts["hashed"] == counts["qt"] > counts["frozen"]
+
+
+@pytest.mark.parametrize("experiment,qt_experiment", [("small_1369", "mnist_1500"), ("small_697", "mnist_700")])
+def test_the_small_networks_train_directly_within_qts_trainable_count(experiment, qt_experiment):
+    """The equal-budget baselines: classical, at most the QT config's trainable count, trained as it is but for the lr."""
+    cfg, qt_cfg = cfg_with(f"experiment={experiment}"), cfg_with(f"experiment={qt_experiment}")
+    with execution_whitelist(trusted_targets()):
+        small, qt = build_learner(cfg).param_table(), build_learner(qt_cfg).param_table()
+    assert small["mode"] == "classical" and cfg.model.max_params == qt["trainable_params"] >= small["trainable_params"]
+    assert small["trainable_params"] >= 0.9 * qt["trainable_params"]  # the widest of its shape: near the budget
+    for key in ("epochs", "batch_size", "clip_norm"):
+        assert cfg.trainer[key] == qt_cfg.trainer[key]
+    assert cfg.dataset.name == qt_cfg.dataset.name and cfg.scheduler == qt_cfg.scheduler
 
 
 @pytest.mark.parametrize("experiment,dataset", [("fmnist_large", "FashionMNIST"), ("mnist_large", "MNIST")])

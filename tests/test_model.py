@@ -187,3 +187,57 @@ def test_classical_generator_control_has_the_circuits_budget():
     x = torch.randn(2, 1, 28, 28)
     torch.nn.functional.cross_entropy(learner(x, learner.weights()), torch.arange(2)).backward()
     assert learner.circuit.theta.grad is not None
+
+
+def test_hashed_weights_are_shared_values_times_fixed_signs():
+    """HashedNets: weight j of tensor t = sign_t[j] * values_t[bucket_t[j]], each tensor its proportional share of B."""
+    from qt.generators import HashedWeights, allocate_buckets
+    from qt.learner import HashedLearner
+
+    assert allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 1369) == [41, 2, 491, 2, 786, 4, 41, 2]
+    assert sum(allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 697)) == 697
+    with pytest.raises(ConfigError, match="between 8 and"):
+        allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 5)
+    torch.manual_seed(0)  # the measured default-init stds depend on torch's stream, as in a seeded run
+    learner = HashedLearner(SimpleCNN(), n_values=1369, seed=3)
+    assert learner.param_table()["trainable_params"] == 1369 and learner.param_table()["generator"] == "hashed"
+    h = learner.hashed
+    w = learner.weights()
+    flat = torch.cat([t.reshape(-1) for t in w.values()])
+    assert torch.equal(flat, h.values[h.index] * h.sign)
+    offsets = [0, *torch.cumsum(torch.tensor(h.counts), 0).tolist()]
+    for (name, t), lo, hi in zip(w.items(), offsets[:-1], offsets[1:]):  # a tensor draws only from its own values
+        start = sum(s.numel() for n, s in learner.shapes[: [n for n, _ in learner.shapes].index(name)])
+        idx = h.index[start : start + t.numel()]
+        assert lo <= int(idx.min()) and int(idx.max()) < hi
+    # the same seed gives the same hash; the values start at the target's default-init scale
+    torch.manual_seed(0)
+    again = HashedLearner(SimpleCNN(), n_values=1369, seed=3).hashed
+    assert torch.equal(again.index, h.index) and torch.equal(again.sign, h.sign) and torch.equal(again.values, h.values)
+    assert not torch.equal(HashedLearner(SimpleCNN(), n_values=1369, seed=4).hashed.index, h.index)
+    big = w["classifier.1.weight"]
+    assert 0.7 < float(big.detach().std()) / learner.default_init["classifier.1.weight"].std < 1.3
+    x = torch.randn(4, 1, 28, 28)
+    torch.nn.functional.cross_entropy(learner(x, w), torch.arange(4)).backward()
+    assert h.values.grad is not None and int((h.values.grad != 0).sum()) > 1000
+
+
+def test_budget_cnn_is_the_widest_of_its_shape_within_the_budget():
+    from qt.models import BudgetCNN
+
+    for budget in (697, 1369):
+        for kw in (dict(), dict(kernel_size=3, width_ratio=2.0, hidden=8), dict(batch_norm=True, global_pool=True), dict(padding="same", global_pool=True)):
+            net = BudgetCNN(max_params=budget, **kw)
+            n = count_weights(net)
+            assert n <= budget
+            wider = [*net.channels[:-1], net.channels[-1] + 1]
+            shape = {k: v for k, v in kw.items() if k not in ("width_ratio", "padding")}
+            pad = (kw.get("kernel_size", 5) // 2) if kw.get("padding") == "same" else 0
+            hidden = [shape.pop("hidden")] if shape.get("hidden") else []
+            assert count_weights(SimpleCNN(channels=wider, padding=pad, hidden=hidden, **shape)) > budget  # no room left
+            assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert BudgetCNN(max_params=1369).channels == [4, 4]  # the issue's probe network: 1,158 weights
+    with pytest.raises(ConfigError, match="over max_params=100"):
+        BudgetCNN(max_params=100, hidden=32)
+    with pytest.raises(ConfigError, match="needs its budget"):
+        BudgetCNN()

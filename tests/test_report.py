@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablation")
     # the standard ablation with its controls, narrowed to a tiny grid, and its classical baseline
     multirun(root / "qt", "experiment=ablation", "circuit=ry_cnot,u3", "n_blocks=1", "mapping=medium", "seed=0,1",
-             "variant=qt,frozen,classical_generator")
+             "variant=qt,frozen,classical_generator,no_entanglement,hashed")
     multirun(root / "baseline", "experiment=ablation_baseline", "seed=0")
     multirun(root / "bad", "n_blocks=0")
     multirun(root / "study", "+sweep=lr_blocks_clip", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage=sqlite:///{root}/study/study.db")
@@ -43,13 +43,15 @@ def runs(tmp_path_factory):
 
 def test_load_runs_one_row_per_run(runs):
     df = load_runs(runs)
-    assert len(df) == 12 + 1 + 1 + 2 + 3
+    assert len(df) == 20 + 1 + 1 + 2 + 3
     status = dict(zip(df.run_dir.map(lambda p: p[len(str(runs)) + 1 :]), df.status))
     assert status["bad/0"] == "failed" and status["half"] == "incomplete" and status["newer"] == "unsupported"
     done = df[df.status == "completed"]
-    assert len(done) == 16
+    assert len(done) == 24
     done = done[~done.run_dir.str.contains("/study/")]
-    assert sorted(done.variant.value_counts().items()) == [("classical", 1), ("classical_generator", 4), ("frozen", 4), ("qt", 4)]
+    assert sorted(done.variant.value_counts().items()) == [
+        ("classical", 1), ("classical_generator", 4), ("frozen", 4), ("hashed", 4), ("no_entanglement", 4), ("qt", 4)
+    ]  # fmt: skip
     qt = done[done.variant == "qt"].sort_values(["circuit", "seed"])
     assert list(qt.circuit) == ["ry_cnot", "ry_cnot", "u3", "u3"] and list(qt.seed) == [0, 1, 0, 1]
     assert set(qt.dataset) == {"mnist_5k"} and set(qt.model) == {"cnn_qtt"} and set(qt.n_blocks) == {1}
@@ -57,6 +59,9 @@ def test_load_runs_one_row_per_run(runs):
     gen = done[done.variant == "classical_generator"]
     assert set(gen.generator) == {"classical"} and set(gen.trainable_params) == {13 + 749, 78 + 749}  # equal budget
     assert set(done[done.variant == "frozen"].trainable_params) == {749}
+    for equal in ("hashed", "no_entanglement"):  # the equal-budget controls train exactly QT's count
+        assert set(done[done.variant == equal].trainable_params) == {13 + 749, 78 + 749}
+    assert done.groupby("variant").group_key.nunique().to_dict()["qt"] == 2  # one QT group per circuit
     row = qt.iloc[0]
     assert row.gen_gap == pytest.approx(row.test_loss - row.train_loss)
     assert row.mapping == "medium" and row.optimizer == "adam" and row.lr == 1e-2 and row.clip_norm == 10
@@ -75,16 +80,29 @@ def test_report_sections_and_determinism(runs, tmp_path):
     assert "| generator |" not in header and "| frozen |" not in header  # shown through variant
     shared = next(line for line in md.splitlines() if line.startswith("Shared by every run: "))
     assert "batch_size 32" in shared and "epochs 1" in shared and "| batch_size |" not in header  # constants once
-    table = [line for line in md.splitlines() if line.startswith("| mnist_5k")]
-    assert len(table) == 7  # 2 circuits x (qt, frozen, classical generator) + the classical baseline
+    results = md.split("## Results")[1].split("\n## ")[0]
+    table = [line for line in results.splitlines() if line.startswith("| mnist_5k")]
+    assert len(table) == 11  # 2 circuits x (qt and 4 controls) + the classical baseline
     assert any("classical (baseline)" in line for line in table)
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
     variant = header.strip("|").split("|").index(" variant ")
-    assert sorted(c[variant] for c in cells) == ["classical", *["classical_generator"] * 2, *["frozen"] * 2, *["qt"] * 2]
+    assert sorted(c[variant] for c in cells) == [
+        "classical", *["classical_generator"] * 2, *["frozen"] * 2, *["hashed"] * 2, *["no_entanglement"] * 2, *["qt"] * 2
+    ]  # fmt: skip
     for c in cells:  # mean ± std over the 2 seeds for every QT and control row
         if c[variant] != "classical":
             assert "±" in c[header.strip("|").split("|").index(" test acc % ")] and "2" in c
     assert "failed" in md and "n_blocks must be" in md and "incomplete" in md and "unsupported" in md
+    assert "## QT against its controls" in md and "## QT against equal-budget methods" in md
+    comp = pd.read_csv(tmp_path / "a" / "comparisons.csv")
+    paired = comp[comp.comparison == "paired t"]
+    assert sorted(paired.control.value_counts().items()) == [
+        ("classical", 2), ("classical_generator", 2), ("frozen", 2), ("hashed", 2), ("no_entanglement", 2)
+    ]  # fmt: skip
+    assert set(paired[paired.control != "classical"].n_qt) == {2} and set(paired.circuit) == {"ry_cnot", "u3"}
+    assert set(paired[paired.control == "classical"].n_qt) == {1}  # the baseline ran seed 0 only
+    row = paired.iloc[0]
+    assert row.diff_mean == pytest.approx(row.qt_mean - row.control_mean)  # paired over the same seeds
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 2 and 'src="http' not in html
 
@@ -129,30 +147,25 @@ def test_pareto_front_keeps_exactly_the_undominated_points():
 
 
 def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
-    import pandas as pd
-
     from qt.stats import paired_differences, t_interval
 
     # differences 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302653 -> 2 -/+ 4.302653 / sqrt(3) = [-0.48414, 4.48414]
     mean, low, high = t_interval([1.0, 2.0, 3.0])
     assert (mean, low, high) == pytest.approx((2.0, -0.484138, 4.484138), abs=1e-5)
-    base = dict(status="completed", dataset="mnist", model="cnn_qtt", experiment="e", loss="ce", epochs=20, batch_size=128, lr=0.01)
-    qt_factors = dict(circuit="ry_cnot", n_blocks=64, mapping="medium_16")
-    rows = [{**base, **qt_factors, "variant": "qt", "seed": s, "test_acc": a} for s, a in ((0, 0.95), (1, 0.96), (2, 0.97))]
-    rows += [{**base, **qt_factors, "variant": "frozen", "seed": s, "test_acc": a} for s, a in ((0, 0.94), (1, 0.94), (2, 0.94))]
-    rows += [{**base, **qt_factors, "n_blocks": 8, "variant": "frozen", "seed": 0, "test_acc": 0.5}]  # another group's control
-    # the baseline pairs on its training, whichever experiment file launched it: seeds 1, 2 pair
-    rows += [{**base, "experiment": "other", "variant": "classical", "seed": s, "test_acc": 0.99} for s in (1, 2, 3)]
-    rows += [{**base, "lr": 0.1, "variant": "classical", "seed": 0, "test_acc": 0.5}]  # trained otherwise: no pair
-    diff = paired_differences(pd.DataFrame(rows)).set_index("control")
-    assert diff.loc["frozen", "n_pairs"] == 3 and diff.loc["frozen", "diff_mean"] == pytest.approx(0.02)
+    rows = [(_cfg(1e-2, s), "qt", s, a) for s, a in ((0, 0.95), (1, 0.96), (2, 0.97))]
+    rows += [(_cfg(1e-2, s, circuit__freeze=True), "frozen", s, 0.94) for s in (0, 1, 2)]
+    rows += [({**_cfg(1e-2, 0, circuit__freeze=True), "circuit": {"n_blocks": 8, "freeze": True}}, "frozen", 0, 0.5)]  # another group's
+    # the baseline pairs on its training (its circuit and mapping are unused), whichever experiment launched it: seeds 1, 2 pair
+    rows += [({**_cfg(1e-2, s, mode="classical"), "circuit": {"n_blocks": 3}}, "classical", s, 0.99) for s in (1, 2, 3)]
+    rows += [(_cfg(0.1, 0, mode="classical"), "classical", 0, 0.5)]  # trained otherwise: no pair
+    diff = paired_differences(_frame(rows)).set_index("control")
+    assert diff.loc["frozen", "n_qt"] == 3 and diff.loc["frozen", "diff_mean"] == pytest.approx(0.02)
     assert diff.loc["frozen", "ci_low"] == pytest.approx(0.02 - 4.302653 * 0.01 / 3**0.5, abs=1e-6)
-    assert diff.loc["classical", "n_pairs"] == 2 and diff.loc["classical", "diff_mean"] == pytest.approx(-0.025)  # (0.96 - 0.99 + 0.97 - 0.99) / 2
+    assert diff.loc["classical", "n_qt"] == 2 and diff.loc["classical", "diff_mean"] == pytest.approx(-0.025)  # (0.96 - 0.99 + 0.97 - 0.99) / 2
     assert set(diff.index) == {"frozen", "classical"}
 
 
 def test_a_large_qt_target_against_a_small_network_trained_directly_welch_interval():
-    import pandas as pd
     from scipy import stats
 
     from qt.stats import other_target_differences, welch_interval
@@ -161,14 +174,15 @@ def test_a_large_qt_target_against_a_small_network_trained_directly_welch_interv
     diff, low, high = welch_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 4.0])
     half = stats.t.ppf(0.975, (4 / 3) ** 2 / ((1 / 3) ** 2 / 2 + 1 / 3)) * (4 / 3) ** 0.5
     assert (diff, low, high) == pytest.approx((1.0, 1.0 - half, 1.0 + half))
-    base = dict(status="completed", dataset="fmnist", experiment="e", loss="ce", epochs=10, batch_size=128, lr=0.01)
-    rows = [{**base, "model": "large", "variant": "qt", "seed": s, "test_acc": a} for s, a in ((0, 0.90), (1, 0.91), (2, 0.92))]
-    rows += [{**base, "model": "large", "variant": "classical", "seed": 0, "test_acc": 0.93}]  # the same target: a control, not here
-    rows += [{**base, "model": "small", "experiment": "s", "epochs": 20, "variant": "classical", "seed": s, "test_acc": a}
-             for s, a in ((0, 0.89), (1, 0.89), (2, 0.89), (3, 0.89))]
-    rows += [{**base, "dataset": "mnist", "model": "small", "variant": "classical", "seed": 0, "test_acc": 0.99}]  # another dataset
-    diff = other_target_differences(pd.DataFrame(rows))
-    assert len(diff) == 1 and diff.other_model[0] == "small" and (diff.n_qt[0], diff.n_other[0]) == (3, 4)
+    rows = [(_cfg(1e-2, s), "qt", s, a) for s, a in ((0, 0.90), (1, 0.91), (2, 0.92))]
+    rows += [(_cfg(1e-2, 0, mode="classical"), "classical", 0, 0.93)]  # the same target: a control, not here
+    rows += [(_cfg(1e-2, s, mode="classical", model__channels=[4]), "classical", s, 0.89) for s in range(4)]
+    rows += [(_cfg(1e-2, 0, mode="classical", model__channels=[2]), "classical", 0, 0.99)]  # another dataset, below
+    df = _frame(rows)
+    df.loc[df.index[4:8], "model"] = "small"
+    df.loc[df.index[8], ["model", "dataset"]] = ["small", "fmnist"]
+    diff = other_target_differences(df)
+    assert len(diff) == 1 and diff.control_model[0] == "small" and (diff.n_qt[0], diff.n_control[0]) == (3, 4)
     assert diff.diff_mean[0] == pytest.approx(0.02) and diff.ci_low[0] == pytest.approx(0.02 - stats.t.ppf(0.975, 2) * 0.01 / 3**0.5)
 
 
@@ -187,3 +201,83 @@ def test_settings_are_stated_once_where_they_belong():
     assert within == ["experiment", "dataset", "model", "mode", "variant"]  # generator is shown through variant
     header, table = experiments_table(df, between)
     assert header == ["experiment", "n_blocks"] and table == [["large", "64"], ["small", "40"]]
+
+
+def test_load_runs_counts_a_run_once_whatever_names_it(runs, monkeypatch):
+    """A sweep dir with its own study file, in either order, relative or absolute: one row per run."""
+    study = runs / "study"
+    expected = len(load_runs(study))
+    assert expected == 3
+    assert len(load_runs(study, study / "study.db")) == expected
+    assert len(load_runs(study / "study.db", study)) == expected
+    monkeypatch.chdir(runs)
+    assert len(load_runs("study", study, str(study / "study.db"))) == expected
+    assert load_runs(study / "study.db", "study").trial.notna().all()  # the study's row (with its trial) is the one kept
+
+
+def _frame(rows):
+    """Runs as the analysis gives them, keys derived from each run's config (qt.stats.run_keys)."""
+    from qt.stats import run_keys
+
+    out = []
+    for cfg, variant, seed, acc in rows:
+        out.append({**dict.fromkeys(COLUMNS), **run_keys(cfg), "status": "completed", "dataset": "mnist", "model": "cnn_qtt",
+                    "experiment": "grid", "variant": variant, "seed": seed, "test_acc": acc, "run_dir": f"runs/{len(out)}",
+                    "lr": cfg["optimizer"]["lr"], "trainable_params": 1369, "epochs": 20})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _cfg(lr, seed=0, **control):
+    cfg = {"mode": "qt", "generator": "quantum", "seed": seed, "paths": {"data_dir": "/anywhere"},
+           "optimizer": {"_target_": "torch.optim.Adam", "lr": lr}, "trainer": {"epochs": 20, "seed": seed, "threads": 1},
+           "circuit": {"n_blocks": 64, "freeze": False, "entangle": True}, "dataset": {"name": "mnist"}, "model": {"channels": [8, 12]}}  # fmt: skip
+    for dotted, value in control.items():
+        section, key = dotted.split("__") if "__" in dotted else (None, dotted)
+        (cfg[section] if section else cfg)[key] = value
+    return cfg
+
+
+def test_a_control_pairs_with_the_qt_runs_it_was_trained_like_whatever_the_row_order():
+    """The issue's counterexample: a grid lr=1e-2,1e-3 x seeds 0-2 with one frozen control at lr 1e-2."""
+    from qt.stats import paired_differences
+
+    rows = [(_cfg(lr, s), "qt", s, acc) for lr, accs in ((1e-2, (0.97, 0.98, 0.99)), (1e-3, (0.80, 0.82, 0.84))) for s, acc in enumerate(accs)]
+    rows += [(_cfg(1e-2, s, circuit__freeze=True), "frozen", s, acc) for s, acc in enumerate((0.95, 0.96, 0.97))]
+    for order in (rows, rows[::-1], rows[3:] + rows[:3]):
+        diff = paired_differences(_frame(order))
+        assert len(diff) == 1  # the lr 1e-3 group has no frozen control
+        assert diff.lr[0] == 1e-2 and diff.n_qt[0] == 3 and diff.diff_mean[0] == pytest.approx(0.02)
+
+
+def test_two_runs_of_one_config_and_seed_are_refused_not_picked(tmp_path):
+    from qt.stats import AmbiguousRuns, paired_differences
+
+    rows = [(_cfg(1e-2, s), "qt", s, 0.97) for s in (0, 1)]
+    rows += [(_cfg(1e-2, s, circuit__freeze=True), "frozen", s, acc) for s, acc in ((0, 0.9), (1, 0.9), (1, 0.5))]
+    with pytest.raises(AmbiguousRuns, match="share seed 1 .*runs/3, runs/4"):
+        paired_differences(_frame(rows))
+    rows[1] = (_cfg(1e-2, 0), "qt", 0, 0.96)  # two QT runs with seed 0
+    with pytest.raises(AmbiguousRuns, match="share seed 0"):
+        paired_differences(_frame(rows))
+
+
+def test_equal_budget_controls_pair_and_the_small_network_is_compared_by_welch():
+    from scipy import stats
+
+    from qt.stats import comparisons
+
+    rows = [(_cfg(1e-2, s), "qt", s, acc) for s, acc in enumerate((0.97, 0.98, 0.99))]
+    rows += [(_cfg(1e-2, s, circuit__entangle=False), "no_entanglement", s, acc) for s, acc in enumerate((0.96, 0.97, 0.98))]
+    rows += [(_cfg(1e-2, s, generator="hashed"), "hashed", s, acc) for s, acc in enumerate((0.90, 0.91, 0.92))]
+    small = [(_cfg(3e-3, s, mode="classical", model__max_params=1369), "classical", s, acc) for s, acc in enumerate((0.98, 0.98, 0.98, 0.98))]
+    other = [(_cfg(3e-3, s, mode="classical", model__max_params=697), "classical", s, 0.5) for s in range(2)]  # another budget
+    df = _frame(rows + small + other)
+    df.loc[df.index[-6:], "budget"] = [1369] * 4 + [697] * 2
+    df.loc[df.index[-6:], "model"] = "cnn_budget"
+    comp = comparisons(df).set_index("control")
+    assert comp.loc["no_entanglement", "diff_mean"] == pytest.approx(0.01) and comp.loc["hashed", "diff_mean"] == pytest.approx(0.07)
+    welch = comp.loc["small network"]
+    assert welch.comparison == "Welch" and (welch.n_qt, welch.n_control) == (3, 4) and welch.diff_mean == pytest.approx(0.0)
+    half = stats.t.ppf(0.975, 2) * 0.01 / 3**0.5  # the small networks do not vary: Welch's interval is QT's own
+    assert welch.ci_high == pytest.approx(half)
+    assert "other network" not in comp.index  # a budget network is compared at its budget only

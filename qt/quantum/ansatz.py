@@ -16,6 +16,16 @@ The two presets in ``conf/circuit/``:
 
 * ``ry_cnot``: RY on every qubit, then a CNOT chain;
 * ``u3``: U3 on every qubit, then a ring of CU3 (the Quantum-Train authors' toolkit).
+
+``entangle=False`` (``variant=no_entanglement``) removes every entangling gate, so the state
+stays a product state: the control Bowles, Ahmed and Schuld's QML benchmark study uses
+(XanaduAI/qml-benchmarks ships ``*Separable`` twins of several models, listed in
+``src/qml_benchmarks/models/__init__.py``, and separable baselines in ``models/separable.py``). A CNOT has no angles, so RY+CNOT keeps
+its parameter count. A CU3 has three: it becomes the same U3 on its target wire with the
+control removed (the gate a CU3 applies when its control is |1>), so U3+CU3 keeps its budget
+and its angle tensors; the extra U3 is redundant with the next one on that wire (two
+one-qubit gates multiply into one), which is the point: the same trainable angles, no
+entanglement.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ GATE_PARAMS = {"RY": 1, "U3": 3, "CNOT": 0, "CU3": 3}
 ROTATIONS = ("RY", "U3")
 ENTANGLERS = ("CNOT", "CU3")
 LAYOUTS = ("chain", "ring")
+#: what a parameterised entangling gate becomes without its control (``entangle=False``)
+UNCONTROLLED = {"CU3": "U3"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,12 @@ def entangler_pairs(n_qubits: int, layout: str) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int) -> Ansatz:
-    """The single definition of every qt ansatz: [rotation on all qubits, entangler on layout] x n_blocks."""
+def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int, entangle: bool = True) -> Ansatz:
+    """The single definition of every qt ansatz: [rotation on all qubits, entangler on layout] x n_blocks.
+
+    ``entangle=False``: the entangling layer removed (CNOT) or un-controlled (CU3 -> U3 on its
+    target wire), the same parameter count without entanglement (module docstring).
+    """
     if rotation not in ROTATIONS:
         raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
     if entangler not in ENTANGLERS:
@@ -97,10 +113,14 @@ def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_bl
         raise ConfigError(f"n_blocks must be at least 1 (got {n_blocks}): set n_blocks=1 or more")
     if int(n_qubits) < 1:
         raise ConfigError(f"a circuit needs at least one qubit (got {n_qubits})")
-    block = (
-        Layer(rotation, tuple((q,) for q in range(n_qubits))),
-        Layer(entangler, entangler_pairs(n_qubits, layout)),
-    )
+    pairs = entangler_pairs(n_qubits, layout)
+    if entangle:
+        second: tuple[Layer, ...] = (Layer(entangler, pairs),)
+    elif GATE_PARAMS[entangler]:  # a parameterised entangler keeps its angles on its target wire
+        second = (Layer(UNCONTROLLED[entangler], tuple((t,) for _, t in pairs)),)
+    else:
+        second = ()
+    block = (Layer(rotation, tuple((q,) for q in range(n_qubits))), *second)
     return Ansatz(n_qubits=int(n_qubits), n_blocks=int(n_blocks), block=block)
 
 

@@ -33,6 +33,7 @@ class QuantumCircuit(nn.Module):
         rotation: str = "RY",
         entangler: str = "CNOT",
         layout: str = "chain",
+        entangle: bool = True,
         backend: str = "auto",
         dtype: str = "float32",
         init_scale: float = 1.0,
@@ -48,7 +49,7 @@ class QuantumCircuit(nn.Module):
             raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend={', '.join(BACKENDS)}")
         if dtype not in DTYPES:
             raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
-        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
+        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=bool(entangle))
         self.backend_name = backend
         self.dtype = DTYPES[dtype]
         self.angles = nn.ParameterList(
@@ -123,6 +124,7 @@ def estimate_memory_bytes(
     rotation: str = "RY",
     entangler: str = "CNOT",
     layout: str = "chain",
+    entangle: bool = True,
     backend: str = "fused",
     dtype: str = "float32",
     group_size: int | None = None,
@@ -133,7 +135,7 @@ def estimate_memory_bytes(
     Takes the circuit config's keys, so it can be checked before anything is allocated
     (``backend`` as resolved for the device: see :func:`resolve_backend`).
     """
-    a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks)
+    a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=bool(entangle))
     wide = 2 if dtype == "float64" else 1
     if backend in ("fused", "auto"):
         # real state: state, scratch, probabilities, saved state, its copy, adjoint, gradient input; x2 for complex
