@@ -251,6 +251,8 @@ def equal_budget_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     diff = diff[diff.control.isin(EQUAL_BUDGET)] if not diff.empty else diff
     if diff.empty:
         return [], []
+    order = diff.control.map(EQUAL_BUDGET.index)
+    diff = diff.assign(_order=order).sort_values(["dataset", "experiment", "group_key", "_order"], kind="stable", key=lambda c: c.map(str))
     shown = _shown(diff)
     header = [*shown, "method (trainable)", "runs (QT / method)", "QT test acc %", "method test acc %",
               "difference, points [95 % interval]", "interval"]
