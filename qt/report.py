@@ -202,7 +202,7 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
     for rec in grouped.to_dict("records"):
         mode = rec["mode"] + ((" (small network)" if rec["at_budget"] else " (baseline)") if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])
-        if rec["mode"] != "classical":
+        if rec["mode"] != "classical" and (rec["qnn_params"] or rec["mapping_params"]):  # hashed: shared values only
             params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
         rows.append([
             _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_factor(rec, f) for f in shown], str(rec["n_seeds"]),
