@@ -42,7 +42,7 @@ class ClassicalGenerator(nn.Module):
 def allocate_buckets(sizes: list[int], total: int) -> list[int]:
     """Split ``total`` shared values over tensors of ``sizes`` in proportion (largest remainders), each at least 1 and at most its size.
 
-    HashedNets compresses every layer by the same factor (Chen et al., 2015, section 4): a
+    HashedNets compresses every layer by the same factor (Chen et al., 2015; from the paper, not checked against code): a
     tensor of 1/5 of the weights gets 1/5 of the values.
     """
     if not len(sizes) <= total <= sum(sizes):
