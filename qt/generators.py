@@ -52,14 +52,12 @@ def allocate_buckets(sizes: list[int], total: int) -> list[int]:
         )
     exact = [total * s / sum(sizes) for s in sizes]
     counts = [min(max(1, int(e)), s) for e, s in zip(exact, sizes)]
-    order = sorted(range(len(sizes)), key=lambda i: counts[i] - exact[i])  # furthest below their share first
-    while sum(counts) != total:
-        step = 1 if sum(counts) < total else -1
-        for i in order if step == 1 else reversed(order):
-            if sum(counts) == total:
-                break
-            if 1 <= counts[i] + step <= sizes[i]:
-                counts[i] += step
+    while sum(counts) < total:  # one more value to the tensor furthest below its share that has room
+        i = min((i for i in range(len(sizes)) if counts[i] < sizes[i]), key=lambda i: counts[i] - exact[i])
+        counts[i] += 1
+    while sum(counts) > total:  # (the floor of 1 can overshoot) one less from the furthest above its share
+        i = max((i for i in range(len(sizes)) if counts[i] > 1), key=lambda i: counts[i] - exact[i])
+        counts[i] -= 1
     return counts
 
 

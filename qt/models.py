@@ -120,17 +120,18 @@ class BudgetCNN(SimpleCNN):
         def widths(w: int) -> list[int]:
             return [max(1, round(w * float(width_ratio) ** i)) for i in range(int(stages))]
 
-        def size(w: int) -> int:
-            return count_weights(SimpleCNN(channels=widths(w), **shape))
+        def fits(channels: list[int]) -> bool:
+            return count_weights(SimpleCNN(channels=channels, **shape)) <= int(max_params)
 
-        if size(1) > int(max_params):
-            raise ConfigError(f"model=cnn_budget: this shape has {size(1):,} weights at width 1, over max_params={int(max_params):,}: choose fewer stages, no hidden layer or global_pool=true")
+        if not fits(widths(1)):
+            weights = count_weights(SimpleCNN(channels=widths(1), **shape))
+            raise ConfigError(f"model=cnn_budget: this shape has {weights:,} weights at width 1, over max_params={int(max_params):,}: choose fewer stages, no hidden layer or global_pool=true")
         w = 1
-        while size(w + 1) <= int(max_params):
+        while fits(widths(w + 1)):
             w += 1
         channels = widths(w)
         # then the last stage as wide as what is left allows (uniform steps of w leave up to a third of the budget unused)
-        while count_weights(SimpleCNN(channels=[*channels[:-1], channels[-1] + 1], **shape)) <= int(max_params):
+        while fits([*channels[:-1], channels[-1] + 1]):
             channels[-1] += 1
         super().__init__(channels=channels, **shape)
         self.channels = channels
