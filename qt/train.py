@@ -20,11 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qt.config import CONF_DIR, experiment_conflict, override_options, trusted_targets
+from qt.experiment.config import CONF_DIR, experiment_conflict, override_options, trusted_targets
 from qt.errors import ConfigError, QTError, RunDirError
-from qt.pruning import connect
-from qt.results import objective_values
-from qt.run import record_failure, run
+from qt.sweeps.pruning import connect
+from qt.results.objectives import objective_values
+from qt.experiment.run import record_failure, run
 
 log = logging.getLogger("qt.train")
 
@@ -58,7 +58,7 @@ def check_invocation(hc, multirun: bool) -> None:
         )
 
 
-@hydra.main(config_path="../conf", config_name="train", execution_whitelist=trusted_targets())
+@hydra.main(config_path=str(CONF_DIR), config_name="train", execution_whitelist=trusted_targets())
 def main(cfg: DictConfig) -> float | tuple[float, ...]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -35,12 +35,3 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"full MNIST not available at {SHARED_DATA} (the project's ../shared/data); nothing to test against")
     return SHARED_DATA
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _trusted_call_sites():
-    """Tests build objects from configs as qt's tools do: under the entry point's execution whitelist."""
-    from qt.config import trusted
-
-    with trusted():
-        yield

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from qt.quantum import QuantumCircuit, build_ansatz
-from qt.quantum.circuit import estimate_memory_bytes
-from qt.quantum.pennylane_backend import PennyLaneBackend
-from qt.quantum.torch_backend import Cross, Local, Perm, TorchStatevector, compile_block, partitions
+from qt.core.quantum import QuantumCircuit, build_ansatz
+from qt.core.quantum.circuit import estimate_memory_bytes
+from qt.core.quantum.pennylane_backend import PennyLaneBackend
+from qt.core.quantum.torch_backend import Cross, Local, Perm, TorchStatevector, compile_block, partitions
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain")]
 
@@ -136,7 +136,7 @@ def test_the_identities_that_make_both_angle_ranges_one_distribution():
     """Why U(0, 2pi) and TorchQuantum's U(-pi, pi) give the same circuits in distribution, gate by gate:
     CU3(theta - 2pi) = Z_control CU3(theta); a Z before a U3 is lambda + pi; a Z passed through a CU3's
     target shifts its phi and lambda by pi. Uniform phases stay uniform, and a Z at the end changes no probability."""
-    from qt.quantum.gates import u3
+    from qt.core.quantum.gates import u3
 
     c128 = torch.complex128
     t, f, l = (torch.tensor(v, dtype=torch.float64) for v in (4.1, 0.7, 5.3))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, run_train, summary
-from qt.results import METRIC_COLUMNS, SCHEMA_VERSION, SUMMARY_KEYS
+from qt.results.schema import METRIC_COLUMNS, SCHEMA_VERSION, SUMMARY_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_export_reproduces_test_accuracy(qt_run):
     assert f"test accuracy of the exported model: {recorded:.4f}" in proc.stdout
     # loading needs only torch and the plain classical module
     ckpt = torch.load(out, weights_only=True)
-    from qt.models import SimpleCNN
+    from qt.core.targets import SimpleCNN
 
     model = SimpleCNN(**ckpt["model_kwargs"])
     model.load_state_dict(ckpt["state_dict"])
@@ -103,8 +103,8 @@ def test_different_config_in_same_dir_is_refused_and_nothing_changes(qt_run):
     [
         (["circuit=u4"], "unknown circuit 'u4'"),
         (["n_blocks=0"], "n_blocks must be"),
-        (["optimizer.lr=-1"], "optimizer.lr must be positive"),
-        (["trainer.batch_size=0"], "trainer.batch_size must be a positive integer"),
+        (["optimizer.lr=-1"], "optimizer.lr must be a number > 0"),
+        (["trainer.batch_size=0"], "trainer.batch_size must be an integer >= 1"),
         (["dataset=mnist", "paths.data_dir=/nonexistent/data"], "MNIST not found"),
         (["circuit.backend=torch", "n_blocks=1000000000"], "GiB"),  # ~180,000 GiB: fails the guard on any machine
         (["circuit.init_scale=x"], "circuit.init_scale must be"),

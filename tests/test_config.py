@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import execution_whitelist, instantiate
+from omegaconf import OmegaConf
 
-from qt.config import compose_config, trusted, trusted_targets, validate
+from qt.experiment.config import compose_config, trusted, trusted_targets, validate
 from qt.errors import ConfigError
-from qt.build import build_learner
-from qt.run import run
+from qt.experiment.build import build_learner
+from qt.experiment.run import run
 from qt.train import check_group_options
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -141,8 +142,8 @@ def test_data_dir_env_override(monkeypatch):
     "override,message",
     [
         ("n_blocks=0", "n_blocks must be"),
-        ("optimizer.lr=0", "optimizer.lr must be positive"),
-        ("trainer.batch_size=-5", "trainer.batch_size must be a positive integer"),
+        ("optimizer.lr=0", "optimizer.lr must be a number > 0"),
+        ("trainer.batch_size=-5", "trainer.batch_size must be an integer >= 1"),
         ("trainer.epochs=0", "trainer.epochs"),
         ("trainer.clip_norm=-1", "clip_norm=null"),
         ("mode=quantum", "mode=qt or mode=classical"),
@@ -161,23 +162,32 @@ def test_unknown_group_option_is_one_line():
 
 
 def test_code_defaults_are_the_default_configs():
-    """Classes built from config groups have the default option's values as their own defaults (one meaning)."""
+    """Every class a default option builds has that option's values as its own defaults (one meaning),
+    and TrainerConfig's defaults are the trainer group's."""
     import dataclasses
     import inspect
 
-    from omegaconf import OmegaConf
+    from hydra.utils import get_class
 
-    from qt.loop import TrainerConfig
-    from qt.mapping import WeightGenerator
+    from qt.training.state import TrainerConfig
 
-    medium = OmegaConf.to_container(OmegaConf.load(CONF / "mapping" / "medium.yaml"))
-    params = inspect.signature(WeightGenerator).parameters
-    for key, value in medium.items():
-        if key != "_target_":
-            default = params[key].default
-            assert (list(default) if isinstance(default, tuple) else default) == value, key
-    # the trainer group has no second set of defaults in code
-    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainerConfig))
+    cfg = OmegaConf.to_container(cfg_with(), resolve=True)
+    checked = []
+    for group in ("dataset", "model", "circuit", "mapping", "optimizer", "loss", "scheduler"):
+        node = dict(cfg[group])
+        cls = get_class(node.pop("_target_"))
+        node.pop("_partial_", None)
+        if not cls.__module__.startswith("qt."):
+            continue  # torch's optimizer: its defaults are torch's
+        params = inspect.signature(cls).parameters
+        for key, value in node.items():
+            if key in params and params[key].default is not inspect.Parameter.empty:
+                default = params[key].default
+                assert (list(default) if isinstance(default, tuple) else default) == value, f"{group}.{key}"
+                checked.append(f"{group}.{key}")
+    assert {"mapping.hidden", "mapping.scale", "circuit.layout", "model.channels"} <= set(checked)
+    trainer = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
+    assert trainer == cfg["trainer"]
 
 
 def test_paper_experiments_compose_to_the_authors_settings():
@@ -197,7 +207,7 @@ def test_paper_experiments_compose_to_the_authors_settings():
         s = cfg.scheduler
         assert (s._target_, s.mode, s.factor, s.patience) == ("torch.optim.lr_scheduler.ReduceLROnPlateau", "min", 0.5, 5)
         t = cfg.trainer
-        assert (t.batch_size, t.epochs, t.clip_norm) == (128, 50, None) and cfg.loss._target_ == "qt.losses.CrossEntropy"
+        assert (t.batch_size, t.epochs, t.clip_norm) == (128, 50, None) and cfg.loss._target_ == "qt.training.losses.CrossEntropy"
         with execution_whitelist(trusted_targets()):
             table = build_learner(cfg).param_table()
         assert (table["n_qubits"], table["qnn_params"], table["mapping_params"]) == (13, 1248, 249)  # the notebook's printout

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from qt.data import Cifar10, IdxImages, Mnist5k, read_idx
+from qt.training.data import Cifar10, IdxImages, Mnist5k, read_idx
 from qt.errors import DataError
 from conftest import run_train, summary
 

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from qt.quantum import QuantumCircuit, build_ansatz
-from qt.quantum.circuit import ByDevice, make_simulator, sample_probs
-from qt.quantum.ansatz import cnot_permutation
-from qt.quantum.fused_backend import FusedStatevector, compile_program
-from qt.quantum.pennylane_backend import PennyLaneBackend
-from qt.quantum.torch_backend import TorchStatevector
+from qt.core.quantum import QuantumCircuit, build_ansatz
+from qt.core.quantum.circuit import ByDevice, make_simulator, sample_probs
+from qt.core.quantum.ansatz import cnot_permutation
+from qt.core.quantum.fused_backend import FusedStatevector, compile_program
+from qt.core.quantum.pennylane_backend import PennyLaneBackend
+from qt.core.quantum.torch_backend import TorchStatevector
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain"), ("RY", "CU3", "ring"), ("U3", "CNOT", "chain")]
 

@@ -7,16 +7,16 @@ from functools import partial
 
 import pytest
 import torch
-from hydra.utils import instantiate
+
 
 from conftest import TINY, run_train, summary
-from qt.analysis import load_runs
-from qt.config import compose_config
-from qt.learner import QTLearner
-from qt.mapping import WeightGenerator
-from qt.models import SimpleCNN, default_init_stats
-from qt.quantum import QuantumCircuit
-from qt.build import build_learner
+from qt.analysis.runs import load_runs
+from qt.experiment.config import compose_config, instantiate
+from qt.core.learners import QTLearner
+from qt.core.mapping import WeightGenerator
+from qt.core.targets import SimpleCNN, default_init_stats
+from qt.core.quantum import QuantumCircuit
+from qt.experiment.build import build_learner
 
 LN10 = math.log(10)
 

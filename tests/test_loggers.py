@@ -147,8 +147,8 @@ def test_optuna_dashboard_reads_a_running_or_finished_study(tmp_path):
 def test_a_tracker_whose_package_is_missing_is_refused_before_training(monkeypatch):
     import importlib.util
 
-    from qt.build import build_loggers
-    from qt.config import compose_config
+    from qt.experiment.build import build_loggers
+    from qt.experiment.config import compose_config
     from qt.errors import ConfigError
 
     real = importlib.util.find_spec

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from qt.errors import ConfigError
-from qt.learner import ClassicalLearner, QTLearner
-from qt.mapping import qubits_for
-from qt.mapping import WeightGenerator, basis_bits, rescale_probs
-from qt.models import SimpleCNN, count_weights
-from qt.quantum import QuantumCircuit
+from qt.core.learners import ClassicalLearner, QTLearner
+from qt.core.mapping import qubits_for
+from qt.core.mapping import WeightGenerator, basis_bits, rescale_probs
+from qt.core.targets import SimpleCNN, count_weights
+from qt.core.quantum import QuantumCircuit
 
 
 @pytest.mark.parametrize(
@@ -171,8 +171,8 @@ def test_any_torch_module_is_a_target():
 
 
 def test_classical_generator_control_has_the_circuits_budget():
-    from qt.generators import ClassicalGenerator
-    from qt.build import equal_budget_generator
+    from qt.core.generators import ClassicalGenerator
+    from qt.experiment.variants import equal_budget_generator
 
     for kw, budget in ((dict(n_blocks=16), 208), (dict(n_blocks=16, rotation="U3", entangler="CU3", layout="ring"), 1248)):
         gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13, seed=0)
@@ -191,8 +191,8 @@ def test_classical_generator_control_has_the_circuits_budget():
 
 def test_hashed_weights_are_shared_values_times_fixed_signs():
     """HashedNets: weight j of tensor t = sign_t[j] * values_t[bucket_t[j]], each tensor its proportional share of B."""
-    from qt.generators import HashedWeights, allocate_buckets
-    from qt.learner import HashedLearner
+    from qt.core.generators import HashedWeights, allocate_buckets
+    from qt.core.learners import HashedLearner
 
     assert allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 1369) == [41, 2, 491, 2, 786, 4, 41, 2]
     assert sum(allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 697)) == 697
@@ -223,7 +223,7 @@ def test_hashed_weights_are_shared_values_times_fixed_signs():
 
 
 def test_budget_cnn_is_the_widest_of_its_shape_within_the_budget():
-    from qt.models import BudgetCNN
+    from qt.core.targets import BudgetCNN
 
     for budget in (697, 1369):
         for kw in (dict(), dict(kernel_size=3, width_ratio=2.0, hidden=8), dict(batch_norm=True, global_pool=True), dict(padding="same", global_pool=True)):

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY, run_train, summary
-from qt.learner import QTLearner
-from qt.losses import CrossEntropy, Distillation
-from qt.mapping import WeightGenerator
-from qt.models import SimpleCNN
-from qt.quantum import QuantumCircuit
-from qt.quantum.circuit import sample_probs
+from qt.core.learners import QTLearner
+from qt.training.losses import CrossEntropy, Distillation
+from qt.core.mapping import WeightGenerator
+from qt.core.targets import SimpleCNN
+from qt.core.quantum import QuantumCircuit
+from qt.core.quantum.circuit import sample_probs
 
 
 def teacher_and_batch():
@@ -26,7 +26,7 @@ def teacher_and_batch():
 def test_kd_with_alpha_zero_is_cross_entropy():
     teacher, x, y = teacher_and_batch()
     logits = torch.randn(8, 10)
-    assert torch.equal(Distillation(teacher, alpha=0.0)(logits, y, x), CrossEntropy()(logits, y, x))
+    assert torch.equal(Distillation(teacher, alpha=0.0)(logits, y, x), CrossEntropy()(logits, y))
 
 
 def test_kd_formula():

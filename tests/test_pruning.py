@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from conftest import summary
-from qt.sweep import make_storage
+from qt.sweeps.study import make_storage
 from test_sweeps import kill_once_written, load, multirun, trials_csv
 
 BAD_LR = 1e-7  # learns nothing in a few epochs: its validation accuracy stays where it started
@@ -68,7 +68,7 @@ def test_a_trial_that_cannot_learn_is_pruned(tmp_path, launcher):
     out = json.loads((d / "sweep_summary.json").read_text())
     assert out["states"] == {"COMPLETE": 2, "PRUNED": 1} and out["epochs_run"] == 8
 
-    from qt.analysis import load_runs, load_study_frame
+    from qt.analysis.runs import load_runs, load_study_frame
 
     runs = load_runs(d).set_index("run_dir")
     assert runs.loc[bad.user_attrs["run_dir"], "status"] == "pruned"
@@ -123,7 +123,7 @@ def test_every_pruner_option_builds_its_optuna_pruner():
 
     from hydra.core.config_store import ConfigStore
 
-    from qt.sweep import make_pruner
+    from qt.sweeps.study import make_pruner
 
     importlib.import_module("hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper")  # registers the options
 
@@ -137,7 +137,7 @@ def test_every_pruner_option_builds_its_optuna_pruner():
 
 
 def test_the_per_epoch_objective_is_that_of_the_model_the_run_would_keep():
-    from qt.results import epoch_objective
+    from qt.results.objectives import epoch_objective
 
     rows = [
         {"epoch": 1, "val_acc": 0.5, "val_loss": 1.0, "train_loss": 2.0},

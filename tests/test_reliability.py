@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from conftest import TINY, run_train, summary
-from qt.analysis import load_runs
-from qt.config import compose_config, experiment_conflict, fingerprint, variant_of
+from qt.analysis.runs import load_runs
+from qt.experiment.config import compose_config, experiment_conflict, fingerprint
+from qt.experiment.variants import CONTROLS, variant_of
 from qt.errors import QTError
-from qt.loop import restore_rng_states, rng_states
-from qt.results import OBJECTIVES, load_checkpoint, objective_directions, save_checkpoint
-from qt.schedules import Cosine
+from qt.training.callbacks import restore_rng_states, rng_states
+from qt.results.objectives import OBJECTIVES, objective_directions
+from qt.results.schema import load_checkpoint, save_checkpoint
+from qt.training.schedules import Cosine
 
 
 def metrics(run_dir):
@@ -138,6 +140,16 @@ def test_the_variant_label_is_read_from_the_keys_that_make_the_control(cfg, labe
     assert variant_of(cfg) == label
 
 
+def test_every_variant_file_is_the_control_it_is_named_after():
+    """conf/variant and qt.experiment.variants agree: each file composes to a config variant_of names after it."""
+    from qt.experiment.config import CONF_DIR
+
+    names = sorted(p.stem for p in (CONF_DIR / "variant").glob("*.yaml"))
+    assert names == sorted({"qt", *CONTROLS})
+    for name in names:
+        assert variant_of(compose_config([f"variant={name}"])) == name
+
+
 def test_a_plain_mode_classical_run_is_reported_as_the_classical_control(tmp_path):
     run_dir = tmp_path / "run"
     assert run_train(run_dir, *TINY, "mode=classical").returncode == 0
@@ -196,7 +208,7 @@ def test_a_teacher_file_with_code_is_refused_in_one_line_and_runs_nothing(tmp_pa
 
 
 def test_an_export_naming_an_untrusted_target_or_no_model_is_refused(tmp_path):
-    from qt.export import load_exported
+    from qt.experiment.export import load_exported
 
     torch.save({"model": {"_target_": "os.system", "command": f"touch {tmp_path / 'ran'}"}, "state_dict": {}}, tmp_path / "a.pt")
     torch.save({"weights": {}}, tmp_path / "b.pt")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, TINY
-from qt.analysis import COLUMNS, load_runs
-from qt.report import build_report, experiments_table, split_factors, varied_factors
+from qt.analysis.runs import COLUMNS, load_runs
+from qt.analysis.report import build_report, experiments_table, split_factors, varied_factors
 
 
 def multirun(sweep_dir, *overrides):
@@ -139,7 +139,7 @@ def test_no_clipping_and_exact_shots_count_as_settings():
 
 
 def test_pareto_front_keeps_exactly_the_undominated_points():
-    from qt.results import pareto_front
+    from qt.results.objectives import pareto_front
 
     points = [(100, 0.90), (200, 0.95), (150, 0.85), (300, 0.94), (200, 0.95)]
     assert pareto_front(points, ["minimize", "maximize"]) == [0, 1, 4]  # (150, .85) and (300, .94) are beaten
@@ -147,7 +147,7 @@ def test_pareto_front_keeps_exactly_the_undominated_points():
 
 
 def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
-    from qt.stats import paired_differences, t_interval
+    from qt.analysis.stats import paired_differences, t_interval
 
     # differences 1, 2, 3: mean 2, s = 1, t(0.975, 2) = 4.302653 -> 2 -/+ 4.302653 / sqrt(3) = [-0.48414, 4.48414]
     mean, low, high = t_interval([1.0, 2.0, 3.0])
@@ -168,7 +168,7 @@ def test_paired_differences_and_their_t_interval_against_a_hand_computed_case():
 def test_a_large_qt_target_against_a_small_network_trained_directly_welch_interval():
     from scipy import stats
 
-    from qt.stats import other_target_differences, welch_interval
+    from qt.analysis.stats import other_target_differences, welch_interval
 
     # a = 1, 2, 3 (var 1), b = 0, 0, 0, 4 (var 4): se^2 = 1/3 + 1 = 4/3, dof = (4/3)^2 / ((1/3)^2 / 2 + 1 / 3) = 4.571
     diff, low, high = welch_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 4.0])
@@ -216,8 +216,8 @@ def test_load_runs_counts_a_run_once_whatever_names_it(runs, monkeypatch):
 
 
 def _frame(rows):
-    """Runs as the analysis gives them, keys derived from each run's config (qt.stats.run_keys)."""
-    from qt.stats import run_keys
+    """Runs as the analysis gives them, keys derived from each run's config (qt.analysis.stats.run_keys)."""
+    from qt.analysis.stats import run_keys
 
     out = []
     for cfg, variant, seed, acc in rows:
@@ -239,7 +239,7 @@ def _cfg(lr, seed=0, **control):
 
 def test_a_control_pairs_with_the_qt_runs_it_was_trained_like_whatever_the_row_order():
     """The issue's counterexample: a grid lr=1e-2,1e-3 x seeds 0-2 with one frozen control at lr 1e-2."""
-    from qt.stats import paired_differences
+    from qt.analysis.stats import paired_differences
 
     rows = [(_cfg(lr, s), "qt", s, acc) for lr, accs in ((1e-2, (0.97, 0.98, 0.99)), (1e-3, (0.80, 0.82, 0.84))) for s, acc in enumerate(accs)]
     rows += [(_cfg(1e-2, s, circuit__freeze=True), "frozen", s, acc) for s, acc in enumerate((0.95, 0.96, 0.97))]
@@ -250,7 +250,7 @@ def test_a_control_pairs_with_the_qt_runs_it_was_trained_like_whatever_the_row_o
 
 
 def test_two_runs_of_one_config_and_seed_are_refused_not_picked(tmp_path):
-    from qt.stats import AmbiguousRuns, paired_differences
+    from qt.analysis.stats import AmbiguousRuns, paired_differences
 
     rows = [(_cfg(1e-2, s), "qt", s, 0.97) for s in (0, 1)]
     rows += [(_cfg(1e-2, s, circuit__freeze=True), "frozen", s, acc) for s, acc in ((0, 0.9), (1, 0.9), (1, 0.5))]
@@ -264,7 +264,7 @@ def test_two_runs_of_one_config_and_seed_are_refused_not_picked(tmp_path):
 def test_equal_budget_controls_pair_and_the_small_network_is_compared_by_welch():
     from scipy import stats
 
-    from qt.stats import comparisons
+    from qt.analysis.stats import comparisons
 
     rows = [(_cfg(1e-2, s), "qt", s, acc) for s, acc in enumerate((0.97, 0.98, 0.99))]
     rows += [(_cfg(1e-2, s, circuit__entangle=False), "no_entanglement", s, acc) for s, acc in enumerate((0.96, 0.97, 0.98))]

@@ -225,7 +225,7 @@ def test_ray_launcher_against_a_local_head(tmp_path):
 
 
 def test_journal_storage_for_shared_file_systems(tmp_path):
-    from qt.sweep import make_storage
+    from qt.sweeps.study import make_storage
 
     storage = make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}")
     study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
@@ -311,3 +311,26 @@ def test_a_storage_password_is_never_logged():
 
     assert shown_storage("postgresql://alice:s3cret@db.lab:5432/studies") == "postgresql://alice:***@db.lab:5432/studies"
     assert shown_storage("sqlite:///outputs/sweeps/x/study.db") == "sqlite:///outputs/sweeps/x/study.db"
+
+
+def test_the_private_apis_qt_uses_still_work():
+    """qt.sweeps.optuna_private against the pinned Optuna and upstream sweeper: attach to a running trial, set an attribute by number."""
+    import optuna
+
+    from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides, running_trial, set_user_attr
+
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0))
+    for value in (1.0, 2.0):  # two finished trials with intermediate values, for the pruner
+        t = study.ask()
+        t.report(value, 1)
+        study.tell(t, value)
+    asked = study.ask()  # as the driver does; a job finds it among the RUNNING trials
+    (frozen,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    handle = running_trial(study, frozen)
+    handle.report(5.0, 1)
+    assert handle.number == asked.number and study.trials[asked.number].intermediate_values == {1: 5.0}
+    assert handle.should_prune()  # worse than the median of the others at step 1 (minimize)
+    set_user_attr(study, asked.number, "fail_reason", "why")  # as the driver does before telling FAIL
+    assert study.trials[asked.number].user_attrs == {"fail_reason": "why"}
+    space, fixed, _ = create_params_from_overrides(["x=range(0,3)", "y=a"])
+    assert set(space) == {"x"} and fixed == {"y": "a"} and hasattr(OptunaSweeperImpl, "sweep")

@@ -19,7 +19,7 @@ the stock sweeper:
 * a study is tied to the fixed overrides it was created with and to its sweep dir: resuming
   it with different overrides, or from another sweep dir, is refused in one line (choose
   another ``hydra.sweeper.study_name``, or the study's own ``hydra.sweep.dir``);
-* ``hydra.sweeper.direction`` is derived from ``objective`` (qt.results.OBJECTIVES); one
+* ``hydra.sweeper.direction`` is derived from ``objective`` (qt.results.objectives.OBJECTIVES); one
   given by hand must agree with it;
 * ``hydra.sweeper.max_failure_rate`` (default 1.0: never stop) stops the search, with the
   summary written and exit status 1, once more than that share of its finished trials failed;
@@ -44,14 +44,15 @@ from typing import Any
 import optuna
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import MISSING, OmegaConf
 from optuna.trial import TrialState
 
-from qt.results import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names, objective_values, read_summary
-from qt.sweep import make_pruner, make_storage, write_sweep_summary
+from qt.results.objectives import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names, objective_values
+from qt.results.schema import read_summary
+from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides, set_user_attr
+from qt.sweeps.study import make_pruner, make_storage, pareto_trials, write_sweep_summary
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"
@@ -180,8 +181,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             )
 
     def _fail(self, study: optuna.Study, number: int, reason: str) -> None:
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        study._storage.set_trial_user_attr(trial_id, "fail_reason", reason[:500])
+        set_user_attr(study, number, "fail_reason", reason[:500])
         tell(study, number, state=TrialState.FAIL)
         log.warning("trial %d failed: %s", number, reason)
 
@@ -340,8 +340,9 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             results = {"name": "optuna", "best_params": study.best_trial.params, "best_value": study.best_trial.value}
             log.info("best value %s with %s (run dir %s)", study.best_value, study.best_params, out.get("best_run_dir"))
         else:
-            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials]}
-            log.info("Pareto front: %d trials", len(study.best_trials))
+            front = pareto_trials(study)
+            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in front]}
+            log.info("Pareto front: %d trials", len(front))
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
 

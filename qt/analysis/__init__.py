@@ -1,0 +1,1 @@
+"""Analysis over many runs: loading them as a table (``runs``), paired statistics (``stats``), the report (``report``)."""

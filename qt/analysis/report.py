@@ -1,0 +1,553 @@
+"""Comparative report from run dirs, sweep dirs and Optuna storages.
+
+    python -m qt.report DIR_OR_STUDY_DB... --out REPORT_DIR [--title TEXT] [--curves 6]
+
+Writes ``report.md`` (with its plots as PNG files beside it) and ``report.html`` (plots
+embedded; opens without a server). Sections:
+
+* the settings every run shares, stated once; when the runs come from several experiments,
+  an experiments table with the settings that tell the experiments apart;
+* the main table: completed runs grouped by every factor that varies across them (seeds
+  are the replicates), those constant within each experiment left to the experiments table:
+  n seeds, test, train and best-val accuracy as mean ± std (and the accuracy on a random test
+  subset where runs measured one, as the authors report), trainable parameters (QNN /
+  mapping), compression ratio, generalization gap, epochs, wall time (total and per epoch);
+  classical baselines (``mode=classical``) are rows of the same table, marked;
+* QT against each of its controls (frozen circuit, classical generator, fixed vector, no
+  entanglement, hashed, classical baseline): seed-matched paired differences in test accuracy
+  with 95 % t intervals (:mod:`qt.stats`, which pairs by config, not by column names);
+* QT against equal-budget methods: the no-entanglement and HashedNets controls (paired) and
+  the small network trained directly at QT's trainable count (Welch's interval);
+* QT against other networks trained directly on the same dataset (a small target against the
+  large one QT generates): unpaired differences with Welch's 95 % interval;
+* runs that failed, diverged or did not finish, each with its reason (never dropped);
+* plots: test accuracy vs trainable parameters, one panel and Pareto front per dataset, accuracy vs
+  n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
+  study its optimization history and parameter importances.
+
+Every comparison is also written to ``comparisons.csv`` (one row per QT group x comparison),
+so scripts read numbers, not Markdown. Output is deterministic for the same inputs (sorted rows, fixed formatting, no
+timestamps), so reports can be diffed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from qt.analysis.runs import learning_curves, load_runs
+from qt.results.objectives import pareto_front
+from qt.results.plots import pyplot
+from qt.errors import QTError
+from qt.analysis.stats import DESCRIBE, comparisons
+from qt.sweeps.study import make_storage
+
+#: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
+#: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
+FACTORS = [
+    "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen",
+    "shots", "mapping_hidden", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "batch_size", "epochs",
+]
+ALWAYS = ["dataset", "model", "mode"]
+#: factors that ``variant`` is made of (qt.experiment.variants.variant_of): shown through it when it is shown
+VARIANT_PARTS = ["generator", "frozen"]
+
+
+def varied_factors(df: pd.DataFrame) -> list[str]:
+    records = df[df.status == "completed"].to_dict("records")
+    out = list(ALWAYS)
+    for col in FACTORS:
+        if col in out:
+            continue
+        if len(_values(records, col)) > 1:
+            out.append(col)
+    return out
+
+
+def _values(records: list[dict], col: str) -> set[str]:
+    """The settings of ``col`` among ``records``: a missing value counts where it is a setting (MISSING_MEANS);
+    elsewhere it only means "not applicable" (a classical run's circuit)."""
+    return {_factor(r, col) for r in records if not _missing(r.get(col)) or _missing_means(r, col)}
+
+
+def split_factors(df: pd.DataFrame) -> tuple[dict[str, str], list[str], list[str]]:
+    """(settings every completed run shares, factors that tell experiments apart, factors that vary within one).
+
+    Without several experiments, every varied factor is a column of the main table.
+    """
+    records = df[df.status == "completed"].to_dict("records")
+    varied = varied_factors(df)
+    shared = {}
+    for col in FACTORS:
+        values = _values(records, col)
+        if col not in varied and len(values) == 1:
+            shared[col] = values.pop()
+    if "variant" in varied:
+        varied = [f for f in varied if f not in VARIANT_PARTS]
+    if "experiment" not in varied:
+        return shared, [], varied
+    within = [f for f in varied if f in ALWAYS or any(len(_values(rs, f)) > 1 for rs in _by_experiment(records).values())]
+    between = ["experiment", *(f for f in varied if f not in within and f != "experiment")]
+    return shared, between, ["experiment", *(f for f in within if f != "experiment")]
+
+
+def experiments_table(df: pd.DataFrame, between: list[str]) -> tuple[list[str], list[list[str]]]:
+    """One row per experiment: the settings (constant within it) that tell it from the others."""
+    if len(between) < 2:  # nothing but the experiments' names
+        return [], []
+    groups = _by_experiment(df[df.status == "completed"].to_dict("records"))
+    return between, [[key, *(", ".join(sorted(_values(rs, f))) or "–" for f in between[1:])] for key, rs in sorted(groups.items())]
+
+
+def _by_experiment(records: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(_fmt(r.get("experiment")), []).append(r)
+    return groups
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    scale = 100 if pct else 1
+    if n < 2 or std is None or math.isnan(std):
+        return f"{mean * scale:.2f}"
+    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+#: factors whose missing value is a setting of its own, for the runs it applies to
+MISSING_MEANS = {"clip_norm": "none", "shots": "exact"}
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _missing_means(rec: dict, name: str) -> str | None:
+    """What a missing ``name`` means for this run: no clipping, exact probabilities (not for classical runs)."""
+    if name == "shots" and rec.get("mode") == "classical":
+        return None
+    return MISSING_MEANS.get(name)
+
+
+def _factor(rec: dict, name: str) -> str:
+    value = rec.get(name)
+    if _missing(value) and _missing_means(rec, name):
+        return _missing_means(rec, name)
+    return _fmt(value)
+
+
+def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list[str], list[list[str]], pd.DataFrame]:
+    """(header, rows, grouped frame) of completed runs, grouped by ``factors`` (default: every varied factor)."""
+    factors = [f for f in (factors or varied_factors(df)) if f not in ALWAYS]
+    factors = [*ALWAYS, *factors]
+    done = df[df.status == "completed"].copy()
+    if done.empty:
+        return [], [], pd.DataFrame()
+    keys = done[factors].map(str)  # NaN -> "nan": a missing value is its own group key
+    done["_group"] = keys.agg(" | ".join, axis=1)
+    rows, records = [], []
+    for group, g in sorted(done.groupby("_group"), key=lambda kv: kv[0]):
+        first = g.iloc[0]
+        rec = {f: first[f] for f in factors}
+        rec.update(
+            n_seeds=int(g.seed.nunique()) if g.seed.notna().any() else len(g),
+            n_runs=len(g),
+            test_acc_mean=g.test_acc.mean(),
+            test_acc_std=g.test_acc.std(),
+            val_acc_mean=g.best_val_acc.mean(),
+            val_acc_std=g.best_val_acc.std(),
+            train_acc_mean=g.train_acc.mean(),
+            train_acc_std=g.train_acc.std(),
+            subset_acc_mean=g.test_subset_acc.mean(),
+            subset_acc_std=g.test_subset_acc.std(),
+            trainable_params=first.trainable_params,
+            qnn_params=first.qnn_params,
+            mapping_params=first.mapping_params,
+            compression_ratio=first.compression_ratio,
+            gen_gap=g.gen_gap.mean(),
+            epochs_completed=g.epochs_completed.mean(),
+            wall_time_s=g.wall_time_s.mean(),
+            epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
+            best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
+            at_budget=not _missing(first.get("budget")),
+        )
+        records.append(rec)
+    grouped = pd.DataFrame(records)
+    grouped = grouped.sort_values(
+        ["dataset", "model", "mode", "test_acc_mean"], ascending=[True, True, True, False], kind="stable"
+    ).reset_index(drop=True)
+    shown = [f for f in factors if f not in ("dataset", "model", "mode")]
+    subset = bool(done.test_subset_acc.notna().any())
+    header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", *(["test acc, random subset %"] if subset else []),
+              "train acc %", "best val acc %", "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s",
+              "train s / epoch"]
+    for rec in grouped.to_dict("records"):
+        mode = rec["mode"] + ((" (small network)" if rec["at_budget"] else " (baseline)") if rec["mode"] == "classical" else "")
+        params = _fmt(rec["trainable_params"])
+        if rec["mode"] != "classical" and (rec["qnn_params"] or rec["mapping_params"]):  # hashed: shared values only
+            params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
+        rows.append([
+            _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_factor(rec, f) for f in shown], str(rec["n_seeds"]),
+            _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
+            *([_pm(rec["subset_acc_mean"], rec["subset_acc_std"], rec["n_runs"])] if subset else []),
+            _pm(rec["train_acc_mean"], rec["train_acc_std"], rec["n_runs"]),
+            _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
+            params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
+            _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
+        ])
+    return header, rows, grouped
+
+
+def _difference(rec: dict) -> str:
+    """A difference in points with its interval, from qt.stats' diff_mean / ci_low / ci_high (no interval below 2 values)."""
+    interval = "" if math.isnan(rec["ci_low"]) else f" [{rec['ci_low'] * 100:+.2f}, {rec['ci_high'] * 100:+.2f}]"
+    return f"{rec['diff_mean'] * 100:+.2f}{interval}"
+
+
+#: comparisons at the QT config's trainable count: its classical stand-ins and the best small network
+EQUAL_BUDGET = ("no_entanglement", "hashed", "small network")
+
+
+def _shown(diff: pd.DataFrame) -> list[str]:
+    """The describing columns that tell the table's QT groups apart (dataset always)."""
+    return ["dataset", *(c for c in DESCRIBE if c != "dataset" and c in diff.columns and diff[c].map(str).nunique() > 1)]
+
+
+def _comparison_rows(diff: pd.DataFrame, shown: list[str], who) -> list[list[str]]:
+    return [[*(_fmt(rec[c]) for c in shown), who(rec), f"{rec['n_qt']} / {rec['n_control']}", f"{rec['qt_mean'] * 100:.2f}",
+             f"{rec['control_mean'] * 100:.2f}", _difference(rec)] for rec in diff.to_dict("records")]  # fmt: skip
+
+
+def difference_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT minus each of its controls on test accuracy, seed-matched pairs, mean and 95 % t interval (qt.stats)."""
+    diff = diff[diff.comparison == "paired t"] if not diff.empty else diff
+    if diff.empty:
+        return [], []
+    shown = _shown(diff)
+    header = [*shown, "control (trainable)", "pairs", "QT test acc %", "control test acc %", "difference, points [95 % t interval]"]
+    return header, _comparison_rows(diff, shown, lambda r: f"{r['control']} ({_fmt(r['control_params'])})")
+
+
+def equal_budget_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT against the classical and separable methods with its trainable count: paired t (hashed, no entanglement), Welch (small network)."""
+    diff = diff[diff.control.isin(EQUAL_BUDGET)] if not diff.empty else diff
+    if diff.empty:
+        return [], []
+    order = diff.control.map(EQUAL_BUDGET.index)
+    diff = diff.assign(_order=order).sort_values(["dataset", "experiment", "group_key", "_order"], kind="stable", key=lambda c: c.map(str))
+    shown = _shown(diff)
+    header = [*shown, "method (trainable)", "runs (QT / method)", "QT test acc %", "method test acc %",
+              "difference, points [95 % interval]", "interval"]
+    rows = _comparison_rows(diff, shown, _method)
+    return header, [[*row, rec["comparison"]] for row, rec in zip(rows, diff.to_dict("records"))]
+
+
+def _method(rec: dict) -> str:
+    if rec["control"] == "small network":
+        return f"small network {rec['control_model']}, lr {_fmt(rec['control_lr'])} ({_fmt(rec['control_params'])})"
+    return f"{rec['control']} ({_fmt(rec['control_params'])})"
+
+
+def other_target_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """QT against other networks trained directly on its dataset: unpaired, Welch's 95 % interval (qt.stats)."""
+    diff = diff[diff.control == "other network"] if not diff.empty else diff
+    if diff.empty:
+        return [], []
+    shown = _shown(diff)
+    header = [*shown, "trained directly", "runs (QT / direct)", "QT test acc %", "direct test acc %", "difference, points [95 % Welch interval]"]
+    return header, _comparison_rows(diff, shown, lambda r: f"{r['control_model']} ({r['control_experiment']})")
+
+
+#: the comparison sections of the report, in order: (heading, table from qt.analysis.stats.comparisons, how to read it)
+COMPARISON_SECTIONS = (
+    ("QT against its controls", difference_table, "Each difference is QT minus the control on test accuracy, over the "
+     "seeds both were run with (pairs); the interval is the two-sided 95 % t interval of the mean paired difference "
+     "(qt/analysis/stats.py). A control pairs with the QT runs whose config it equals but for what makes it that control."),
+    ("QT against equal-budget methods", equal_budget_table, "Each row is a method with QT's trainable count: the circuit "
+     "without entangling gates and HashedNets (paired by seed, t interval), and the small network trained directly at "
+     "that budget (model=cnn_budget, its shape and lr searched: Welch's interval). The difference is QT minus the method, "
+     "in points of test accuracy."),
+    ("QT against other networks trained directly", other_target_table, "Each difference is QT minus another target "
+     "network trained directly on the same dataset (no pairs: a different network); the interval is Welch's two-sided "
+     "95 % t interval for the difference of means (qt/analysis/stats.py)."),
+)  # fmt: skip
+
+
+def problem_table(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    bad = df[df.status != "completed"].sort_values("run_dir", kind="stable")
+    rows = [[r.run_dir, r.status, (str(r.reason) if r.reason is not None else "–")[:200]] for r in bad.itertuples()]
+    return ["run dir", "status", "reason"], rows
+
+
+def baseline_note(df: pd.DataFrame) -> str | None:
+    done = df[df.status == "completed"]
+    missing = []
+    for (dataset, model), g in sorted(done.groupby(["dataset", "model"], dropna=False)):
+        if (g["mode"] != "classical").any() and not (g["mode"] == "classical").any():
+            missing.append(f"{dataset} / {model}")
+    if not missing:
+        return None
+    return ("No classical baseline for " + ", ".join(missing) + ": add a `mode=classical` run with the same dataset and "
+            "model, so the QT rows can be compared with the network trained directly.")
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, legend_size: int = 8):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    return fig
+
+
+def plot_acc_vs_params(df: pd.DataFrame):
+    plt = pyplot(offscreen=False)  # a notebook keeps its inline backend; the report set Agg first
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    done = df[(df.status == "completed") & df.test_acc.notna()].sort_values("run_dir")
+    if done.empty:
+        return None
+    labels = done["mode"].astype(str) + done["circuit"].map(lambda c: f" {c}" if isinstance(c, str) else "") + done[
+        "variant"
+    ].map(lambda v: f" ({v})" if isinstance(v, str) and v not in ("qt", "classical") else "")
+    colors = {label: f"C{i % 10}" for i, label in enumerate(sorted(labels.unique()))}
+    datasets = sorted(done.dataset.map(str).unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):  # one panel, and one Pareto front, per dataset
+        mine = done[done.dataset.map(str) == dataset]
+        for label in sorted(labels[mine.index].unique()):
+            sel = mine[labels[mine.index] == label]
+            ax.scatter(sel.trainable_params, sel.test_acc * 100, label=label, alpha=0.8, color=colors[label])
+        pts = list(zip(mine.trainable_params, mine.test_acc * 100))
+        front = sorted(pts[i] for i in pareto_front(pts, ["minimize", "maximize"]))  # fewer parameters, higher accuracy
+        ax.step([p for p, _ in front], [a for _, a in front], where="post", color="k", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(dataset)
+        _finish(fig, ax, "trainable parameters", "test accuracy %", legend_size=7)
+    return fig
+
+
+def plot_acc_vs_blocks(df: pd.DataFrame):
+    plt = pyplot(offscreen=False)  # a notebook keeps its inline backend; the report set Agg first
+
+    done = df[(df.status == "completed") & df.n_blocks.notna()]
+    if done.empty or done.n_blocks.nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    keys = ["circuit", "mapping"] if done.mapping.nunique() > 1 else ["circuit"]
+    for key, g in sorted(done.groupby(keys, dropna=False), key=lambda kv: str(kv[0])):
+        stats = g.groupby("n_blocks").test_acc.agg(["mean", "std"]).sort_index()
+        label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"].fillna(0) * 100, marker="o", capsize=3, label=label)
+    return _finish(fig, ax, "n_blocks", "test accuracy % (mean ± std over seeds)")
+
+
+def plot_val_curves(run_dirs: list[str], labels: list[str]):
+    """Validation accuracy per epoch of several runs on one axis (one run's own curves: qt.results.plots.plot_curves)."""
+    plt = pyplot(offscreen=False)  # a notebook keeps its inline backend; the report set Agg first
+
+    if not run_dirs:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for run_dir, label in zip(run_dirs, labels):
+        m = learning_curves(run_dir)
+        if not m.empty:
+            ax.plot(m.epoch, m.val_acc * 100, marker=".", label=label)
+    return _finish(fig, ax, "epoch", "validation accuracy %", legend_size=7)
+
+
+def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+    out = []
+    for path in paths:
+        storage = make_storage(f"sqlite:///{path}")
+        for s in sorted(optuna.get_all_study_summaries(storage), key=lambda s: s.study_name):
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
+            complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+            if len(study.directions) > 1 or not complete:
+                continue
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            out.append((f"Optuna study {s.study_name}: optimization history", ax.figure))
+            caption = f"Optuna study {s.study_name}: parameter importances (fANOVA)"
+            if len({t.value for t in complete}) < 2 or len(study.best_trial.params) < 2:
+                out.append((caption, "undefined: the completed trials do not differ in their objective value or parameters"))
+                continue
+            ax = optuna.visualization.matplotlib.plot_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            out.append((caption, ax.figure))
+    return out
+
+
+# -- rendering ------------------------------------------------------------------------------
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+
+
+def report_figures(df: pd.DataFrame, grouped: pd.DataFrame, inputs: list[Path], curves: int) -> list[tuple[str, object]]:
+    """(caption, figure, or why there is none) for every plot of the report."""
+    figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
+               ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
+    if not grouped.empty:
+        best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
+        figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), curve_labels(best))))
+    return figures + study_plots([p for p in inputs if p.is_file() and p.suffix == ".db"])
+
+
+def curve_labels(groups: pd.DataFrame) -> list[str]:
+    """A legend that names what differs between the plotted groups (factor=value), and each curve's run."""
+    records = groups.to_dict("records")
+    differ = [f for f in groups.columns if f in FACTORS and f not in VARIANT_PARTS and len({_factor(r, f) for r in records}) > 1]
+    return [" ".join([*(f"{f}={_factor(r, f)}" for f in differ), f"({Path(r['best_run']).name})"]) for r in records]
+
+
+def render_figures(figures: list[tuple[str, object]], out: Path, md: list[str], parts_html: list[str]) -> None:
+    """PNG files beside report.md, and the same plots embedded in report.html."""
+    plt = pyplot(offscreen=False)  # a notebook keeps its inline backend; the report set Agg first
+
+    md += ["## Plots", ""]
+    parts_html.append("<h2>Plots</h2>")
+    try:
+        for i, (caption, fig) in enumerate(figures):
+            _render(i, caption, fig, out, md, parts_html)
+    finally:  # every figure closed, whatever happened to one
+        for _, fig in figures:
+            if fig is not None and not isinstance(fig, str):
+                plt.close(fig)
+
+
+def _render(i: int, caption: str, fig, out: Path, md: list[str], parts_html: list[str]) -> None:
+    if fig is None:
+        return
+    if isinstance(fig, str):  # a plot that cannot be drawn, and why
+        md += [f"### {caption}", "", fig, ""]
+        parts_html += [f"<h3>{html.escape(caption)}</h3>", f"<p>{html.escape(fig)}</p>"]
+        return
+    png = _png(fig)
+    name = f"plot_{i}.png"
+    (out / name).write_bytes(png)
+    md += [f"### {caption}", "", f"![{caption}]({name})", ""]
+    parts_html += [f"<h3>{html.escape(caption)}</h3>",
+                   f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
+
+
+def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6) -> Path:
+    pyplot()  # off-screen before any figure
+    out.mkdir(parents=True, exist_ok=True)
+    df = load_runs(*inputs)
+    shared, between, within = split_factors(df)
+    header, rows, grouped = main_table(df, within)
+    pheader, prows = problem_table(df)
+    counts = df.status.value_counts().sort_index()
+    md = [f"# {title}", "", f"Inputs: {', '.join(str(p) for p in inputs)}", "",
+          f"Runs: {len(df)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Accuracies are those of each run's "
+          "best-validation checkpoint (the last epoch's model where a run has no validation split); ± is the standard "
+          "deviation over seeds.", ""]
+    parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
+
+    def table_section(heading: str, header: list[str], rows: list[list[str]], empty: str, how: str | None = None) -> None:
+        md.extend([f"## {heading}", ""])
+        parts_html.append(f"<h2>{html.escape(heading)}</h2>")
+        md.extend([md_table(header, rows) if rows else empty, ""])
+        parts_html.append(html_table(header, rows) if rows else f"<p>{html.escape(empty)}</p>")
+        if how:
+            md.extend([how, ""])
+            parts_html.append(f"<p>{html.escape(how)}</p>")
+
+    if shared:
+        line = "Shared by every run: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + "."
+        md += [line, ""]
+        parts_html.append(f"<p>{html.escape(line)}</p>")
+    eheader, erows = experiments_table(df, between)
+    if erows:
+        table_section("Experiments", eheader, erows, "")
+    table_section("Results", header, rows, "No completed runs.")
+    note = baseline_note(df)
+    if note:
+        md += [f"> {note}", ""]
+        parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
+    diff = comparisons(df)
+    if not diff.empty:
+        diff.to_csv(out / "comparisons.csv", index=False)
+    for heading, table, how in COMPARISON_SECTIONS:
+        cheader, crows = table(diff)
+        if crows:
+            table_section(heading, cheader, crows, "", how)
+    table_section("Runs that did not complete (pruned, diverged, failed, unfinished)", pheader, prows, "None.")
+
+    render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.html").write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(parts_html)}</body></html>\n"
+    )
+    df.to_csv(out / "runs.csv", index=False)
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qt.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="+", type=Path, help="run dirs, sweep dirs, folders of runs, or Optuna .db files")
+    parser.add_argument("--out", type=Path, required=True, help="report folder (report.md, report.html, plots, runs.csv)")
+    parser.add_argument("--title", default="qt report")
+    parser.add_argument("--curves", type=int, default=6, help="learning curves of the best N groups")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        print(f"error: no such input: {', '.join(missing)}: pass run dirs, sweep dirs or Optuna .db files", file=sys.stderr)
+        return 2
+    try:
+        path = build_report(args.inputs, args.out, args.title, args.curves)
+    except QTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {path} and {path.with_suffix('.html')}")
+    return 0

@@ -1,0 +1,212 @@
+"""How sure a comparison is: seed-matched paired differences with a t interval, and Welch's interval where nothing pairs.
+
+What belongs together is derived from each run's resolved config, never from a hand-kept list
+of columns (:func:`run_keys`):
+
+* a **QT group** is the set of runs whose configs are equal except the seed (and the keys that
+  change nothing a run computes: ``qt.experiment.config.RESULT_FREE_KEYS``);
+* a **control** belongs to the QT group whose config it equals apart from the keys that make it
+  that control (``qt.experiment.variants.CONTROL_KEYS``: ``mode``, ``generator``, ``circuit.freeze``,
+  ``circuit.entangle``): frozen circuit, classical generator, fixed vector, no entanglement,
+  hashed. A grid over ``optimizer.lr`` is as many QT groups as learning rates, and a control
+  pairs only with the one it was trained like;
+* the **classical baseline** (the target trained directly) has no circuit or mapping and pairs
+  with every QT group trained the same way: equal dataset, model, optimizer, scheduler, loss and
+  trainer config, whatever experiment file launched it.
+
+For each QT group and each control, this module reports the number of seed-matched pairs, both
+means, and the mean paired difference (QT minus control) with its two-sided t interval:
+mean ± t(1 - (1 - level) / 2, n - 1) · s / sqrt(n), s the standard deviation of the n
+differences. Two completed runs of one configuration with the same seed are never resolved
+silently: :class:`AmbiguousRuns` names them.
+
+Networks trained directly that are no control have no pairs: the **small network at QT's
+budget** (``model=cnn_budget`` with ``model.max_params`` equal to the QT group's trainable count,
+the same dataset and epochs) and **other targets** on the same dataset get the unpaired
+difference of means with Welch's t interval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Sequence
+
+import pandas as pd
+from scipy import stats
+
+from qt.experiment.config import RESULT_FREE_KEYS
+from qt.experiment.variants import CONTROL_KEYS, CONTROLS
+from qt.results.schema import flatten
+from qt.errors import QTError
+
+#: the config sections that make up a run's training, for the classical baseline (no circuit, no mapping)
+TRAINING_PARTS = ("dataset", "model", "optimizer", "scheduler", "loss", "trainer")
+#: columns that describe a QT group in tables (description only: groups come from the configs)
+DESCRIBE = [
+    "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "shots", "mapping_hidden",
+    "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
+    "loss", "clip_norm", "batch_size", "epochs", "trainable_params",
+]  # fmt: skip
+
+
+class AmbiguousRuns(QTError):
+    """Two completed runs of one configuration with the same seed: a report will not pick one."""
+
+
+def _under(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _digest(items: dict) -> str:
+    return hashlib.sha1(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_keys(config: dict) -> dict[str, str | None]:
+    """``group_key`` (what the run is, seed and control keys aside) and ``training_key`` (its training) of a resolved config."""
+    if not config:
+        return {"group_key": None, "training_key": None}
+    flat = {k: v for k, v in flatten(config).items() if not _under(k, RESULT_FREE_KEYS)}
+    return {
+        "group_key": _digest({k: v for k, v in flat.items() if not _under(k, CONTROL_KEYS)}),
+        "training_key": _digest({k: v for k, v in flat.items() if _under(k, TRAINING_PARTS)}),
+    }
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the two-sided t interval of the mean (scipy's one-sample t test); NaN bounds below 2 values."""
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    if max(values) == min(values):  # no spread: scipy would warn and give NaN
+        return mean, mean, mean
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(level)
+    return mean, float(ci.low), float(ci.high)
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), low, high): Welch's two-sided t interval (scipy, unequal variances); NaN bounds below 2 values each."""
+    na, nb = len(a), len(b)
+    diff = sum(a) / na - sum(b) / nb
+    if na < 2 or nb < 2:
+        return diff, math.nan, math.nan
+    if max(a) == min(a) and max(b) == min(b):
+        return diff, diff, diff
+    with warnings.catch_warnings():  # one constant side (every seed equal): scipy warns, the interval stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return diff, float(ci.low), float(ci.high)
+
+
+def _completed(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return df[(df.status == "completed") & df[metric].notna()].copy()
+
+
+def _one_per_seed(runs: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``runs`` with at most one run per seed, or :class:`AmbiguousRuns` naming the runs that share one."""
+    dup = runs[runs.seed.duplicated(keep=False)]
+    if not dup.empty:
+        seed = dup.seed.iloc[0]
+        dirs = ", ".join(sorted(map(str, dup[dup.seed == seed].run_dir)))
+        raise AmbiguousRuns(
+            f"{what}: several completed runs share seed {_seed(seed)} ({dirs}); a comparison pairs by seed and will not "
+            "pick one: pass only one of them to the report (or give them different seeds)"
+        )
+    return runs
+
+
+def _seed(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _describe(group: pd.DataFrame) -> dict:
+    first = group.iloc[0]
+    return {c: first.get(c) for c in DESCRIBE if c in group.columns}
+
+
+def qt_groups(df: pd.DataFrame, metric: str = "test_acc") -> list[tuple[str, pd.DataFrame]]:
+    """(group key, its completed QT runs, one per seed) for every QT group, in a stable order."""
+    done = _completed(df, metric)
+    qt = done[(done.variant == "qt") & done.group_key.notna()]
+    return [(key, _one_per_seed(g, f"QT group {_label(g)}")) for key, g in sorted(qt.groupby("group_key"), key=lambda kv: _order(kv[1]))]
+
+
+def _order(g: pd.DataFrame) -> tuple:
+    return tuple(str(g.iloc[0].get(c)) for c in DESCRIBE) + (str(g.run_dir.min()),)
+
+
+def _label(g: pd.DataFrame) -> str:
+    first = g.iloc[0]
+    parts = [f"{c}={first.get(c)}" for c in ("experiment", "dataset", "variant") if first.get(c) is not None]
+    return " ".join(parts) or str(first.run_dir)
+
+
+def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """One row per (QT group, control) with at least one seed-matched pair: n, means, mean difference, interval."""
+    done = _completed(df, metric)
+    done = done[done.seed.notna()]
+    rows = []
+    for key, qt in qt_groups(df, metric):
+        qt = qt[qt.seed.notna()]
+        for control in CONTROLS:
+            same = done.training_key == qt.training_key.iloc[0] if control == "classical" else done.group_key == key
+            other = done[same & (done.variant == control)]
+            if other.empty or qt.empty:
+                continue
+            other = _one_per_seed(other, f"the {control} runs of QT group {_label(qt)}")
+            pairs = qt[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_qt", "_control"))
+            if pairs.empty:
+                continue
+            mean, low, high = t_interval(list(pairs[f"{metric}_qt"] - pairs[f"{metric}_control"]), level)
+            rows.append({
+                **_describe(qt), "group_key": key, "comparison": "paired t", "control": control,
+                "control_params": other.trainable_params.iloc[0], "n_qt": len(pairs), "n_control": len(pairs),
+                "qt_mean": pairs[f"{metric}_qt"].mean(), "control_mean": pairs[f"{metric}_control"].mean(),
+                "diff_mean": mean, "ci_low": low, "ci_high": high,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _welch_rows(qt: pd.DataFrame, key: str, others: pd.DataFrame, control: str, metric: str, level: float) -> list[dict]:
+    rows = []
+    for _, other in sorted(others.groupby("training_key"), key=lambda kv: str(kv[1].run_dir.min())):
+        mean, low, high = welch_interval(list(qt[metric]), list(other[metric]), level)
+        rows.append({
+            **_describe(qt), "group_key": key, "comparison": "Welch", "control": control,
+            "control_model": other.model.iloc[0], "control_experiment": other.experiment.iloc[0],
+            "control_params": other.trainable_params.iloc[0], "control_lr": other.lr.iloc[0],
+            "n_qt": len(qt), "n_control": len(other), "qt_mean": qt[metric].mean(), "control_mean": other[metric].mean(),
+            "diff_mean": mean, "ci_low": low, "ci_high": high,
+        })  # fmt: skip
+    return rows
+
+
+def _welch_against(df: pd.DataFrame, metric: str, level: float, control: str, matches) -> pd.DataFrame:
+    """Each QT group against the runs trained directly that ``matches(direct runs, the group's first run)`` selects."""
+    done = _completed(df, metric)
+    direct = done[done.variant == "classical"]
+    rows = []
+    for key, qt in qt_groups(df, metric):
+        rows += _welch_rows(qt, key, direct[matches(direct, qt.iloc[0])], control, metric, level)
+    return pd.DataFrame(rows)
+
+
+def equal_budget_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Each QT group against the small networks trained directly at its trainable count (same dataset, epochs): Welch."""
+    return _welch_against(df, metric, level, "small network", lambda d, q: d.budget.notna() & (d.dataset == q.dataset)
+                          & (d.budget == q.trainable_params) & (d.epochs == q.epochs))  # fmt: skip
+
+
+def other_target_differences(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Each QT group against each other target network trained directly on its dataset (no budget): Welch."""
+    return _welch_against(df, metric, level, "other network", lambda d, q: d.budget.isna() & (d.dataset == q.dataset) & (d.model != q.model))
+
+
+def comparisons(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Every comparison of the report, one row per QT group x comparison (``comparisons.csv``)."""
+    frames = [f(df, metric, level) for f in (paired_differences, equal_budget_differences, other_target_differences)]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,94 @@
+"""Classical stand-ins for the circuit: the controls a Quantum-Train report needs.
+
+A published reproduction of a Quantum-Train variant found that a fixed random vector in
+place of the quantum part reached the same accuracy. :class:`ClassicalGenerator` makes
+that question routine: it produces a probability vector over the same 2^n basis states,
+fed to the same mapping model, from a trainable classical parameter vector of a chosen
+size: ``generator=classical`` (``variant=classical_generator``) gives it exactly the
+parameter count of the circuit it replaces, so a QT run and its control have the same budget.
+
+    p = softmax(F @ theta),   F: fixed random features of the basis index (2^n x K), theta: K trainable
+
+``freeze=true`` keeps theta at its random initialisation: the fixed-random-vector control
+(``variant=fixed_vector``). qt draws F and the initial theta from the run's seed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qt.errors import ConfigError
+
+
+class ClassicalGenerator(nn.Module):
+    """Drop-in for :class:`~qt.core.quantum.QuantumCircuit`: ``forward()`` returns 2^n probabilities."""
+
+    def __init__(self, n_qubits: int, n_params: int, feature_seed: int, freeze: bool = False):
+        super().__init__()
+        k = int(n_params)
+        if k < 1:
+            raise ConfigError(f"the classical generator needs at least one parameter (got {k})")
+        self.n_qubits = int(n_qubits)
+        g = torch.Generator().manual_seed(int(feature_seed))
+        self.register_buffer("features", torch.randn(2**self.n_qubits, k, generator=g) / k**0.5, persistent=True)
+        # logits ~ N(0, 1): a spread of probabilities like a random circuit's (Porter-Thomas)
+        self.theta = nn.Parameter(torch.randn(k, generator=g), requires_grad=not freeze)
+
+    def forward(self) -> torch.Tensor:
+        return torch.softmax(self.features @ self.theta, dim=0)
+
+
+def allocate_buckets(sizes: list[int], total: int) -> list[int]:
+    """Split ``total`` shared values over tensors of ``sizes`` in proportion (largest remainders), each at least 1 and at most its size.
+
+    HashedNets compresses every layer by the same factor (Chen et al., 2015; from the paper, not checked against code): a
+    tensor of 1/5 of the weights gets 1/5 of the values.
+    """
+    if not len(sizes) <= total <= sum(sizes):
+        raise ConfigError(
+            f"hashing {sum(sizes):,} weights in {len(sizes)} tensors needs between {len(sizes)} and {sum(sizes):,} shared values "
+            f"(got {total:,}): raise the QT config's budget (n_blocks, mapping widths) or use a smaller target"
+        )
+    exact = [total * s / sum(sizes) for s in sizes]
+    counts = [min(max(1, int(e)), s) for e, s in zip(exact, sizes)]
+    while sum(counts) < total:  # one more value to the tensor furthest below its share that has room
+        i = min((i for i in range(len(sizes)) if counts[i] < sizes[i]), key=lambda i: counts[i] - exact[i])
+        counts[i] += 1
+    while sum(counts) > total:  # (the floor of 1 can overshoot) one less from the furthest above its share
+        i = max((i for i in range(len(sizes)) if counts[i] > 1), key=lambda i: counts[i] - exact[i])
+        counts[i] -= 1
+    return counts
+
+
+class HashedWeights(nn.Module):
+    """HashedNets (Chen, Wilson, Tyree, Weinberger, Chen, ICML 2015): every weight of the target is a shared value times a sign.
+
+    Weight j of tensor t is ``sign_t[j] * values_t[bucket_t[j]]``: ``bucket_t`` a fixed random
+    hash of the position into the tensor's ``B_t`` values (:func:`allocate_buckets`, B in all),
+    ``sign_t`` a fixed random ±1 (the sign hash ξ that makes the inner products unbiased).
+    A seeded random assignment stands in for the paper's xxHash: the same distribution of
+    hashes, and reproducible from the run's seed. The values start at the target's own
+    default-init scale (its std, or its constant: a norm layer's scale of 1), so the generated
+    network starts as the target's PyTorch init would. ``forward()`` returns all M weights, flat.
+    """
+
+    def __init__(self, sizes: list[int], n_values: int, seed: int, init_stats: list[tuple[float, float]]):
+        super().__init__()
+        g = torch.Generator().manual_seed(int(seed))
+        counts = allocate_buckets([int(s) for s in sizes], int(n_values))
+        index, sign, values, offset = [], [], [], 0
+        for size, count, (std, constant) in zip(sizes, counts, init_stats):
+            index.append(torch.randint(count, (size,), generator=g) + offset)
+            sign.append(torch.randint(2, (size,), generator=g).float() * 2 - 1)
+            values.append(torch.randn(count, generator=g) * std + constant)
+            if std == 0:  # a constant init (a norm layer's scale): no sign flips
+                sign[-1].fill_(1.0)
+            offset += count
+        self.register_buffer("index", torch.cat(index), persistent=True)
+        self.register_buffer("sign", torch.cat(sign), persistent=True)
+        self.values = nn.Parameter(torch.cat(values))
+        self.counts = counts
+
+    def forward(self) -> torch.Tensor:
+        return self.values[self.index] * self.sign

@@ -1,0 +1,143 @@
+"""Ansatz definitions, written once as data.
+
+An ansatz is one *block* repeated ``n_blocks`` times, each block with its own angles.
+A block is an ordered tuple of layers:
+
+* a rotation layer applies the same one-qubit gate (``RY`` or ``U3``) to every qubit;
+* an entangling layer applies a two-qubit gate (``CNOT`` or ``CU3``) to each
+  (control, target) pair of a layout (``chain``: 0-1, 1-2, ..., ``ring``: chain + (n-1)-0),
+  one pair after the other.
+
+Backends (:mod:`qt.core.quantum.torch_backend`, :mod:`qt.core.quantum.pennylane_backend`) only
+interpret this description, so both simulate exactly the same circuit. Wire 0 is the most
+significant bit of a basis-state index, as in PennyLane.
+
+The two presets in ``conf/circuit/``:
+
+* ``ry_cnot``: RY on every qubit, then a CNOT chain;
+* ``u3``: U3 on every qubit, then a ring of CU3 (the Quantum-Train authors' toolkit).
+
+``entangle=False`` (``variant=no_entanglement``) removes every entangling gate, so the state
+stays a product state: the control Bowles, Ahmed and Schuld's QML benchmark study uses
+(XanaduAI/qml-benchmarks ships ``*Separable`` twins of several models, listed in
+``src/qml_benchmarks/models/__init__.py``, and separable baselines in ``models/separable.py``). A CNOT has no angles, so RY+CNOT keeps
+its parameter count. A CU3 has three: it becomes the same U3 on its target wire with the
+control removed (the gate a CU3 applies when its control is |1>), so U3+CU3 keeps its budget
+and its angle tensors; the extra U3 is redundant with the next one on that wire (two
+one-qubit gates multiply into one), which is the point: the same trainable angles, no
+entanglement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from qt.core.checks import whole
+from qt.errors import ConfigError
+
+#: number of angles per gate application
+GATE_PARAMS = {"RY": 1, "U3": 3, "CNOT": 0, "CU3": 3}
+ROTATIONS = ("RY", "U3")
+ENTANGLERS = ("CNOT", "CU3")
+LAYOUTS = ("chain", "ring")
+#: what a parameterised entangling gate becomes without its control (``entangle=False``)
+UNCONTROLLED = {"CU3": "U3"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a block: ``gate`` applied to each wire tuple in ``wires``, in order."""
+
+    gate: str
+    wires: tuple[tuple[int, ...], ...]
+
+    @property
+    def params_per_gate(self) -> int:
+        return GATE_PARAMS[self.gate]
+
+    @property
+    def n_params(self) -> int:
+        return self.params_per_gate * len(self.wires)
+
+
+@dataclass(frozen=True)
+class Ansatz:
+    """A block of layers repeated ``n_blocks`` times on ``n_qubits`` qubits."""
+
+    n_qubits: int
+    n_blocks: int
+    block: tuple[Layer, ...]
+
+    @property
+    def param_layers(self) -> tuple[Layer, ...]:
+        """Layers that carry angles, in order; one angle tensor each."""
+        return tuple(layer for layer in self.block if layer.n_params)
+
+    def angle_shapes(self) -> list[tuple[int, int, int]]:
+        """Shape of each angle tensor: (n_blocks, gates in the layer, angles per gate)."""
+        return [(self.n_blocks, len(layer.wires), layer.params_per_gate) for layer in self.param_layers]
+
+    @property
+    def n_params(self) -> int:
+        return self.n_blocks * sum(layer.n_params for layer in self.block)
+
+    @property
+    def is_real(self) -> bool:
+        """True when every gate is real, so the state vector stays real."""
+        return all(layer.gate in ("RY", "CNOT") for layer in self.block)
+
+
+def entangler_pairs(n_qubits: int, layout: str) -> tuple[tuple[int, int], ...]:
+    """(control, target) pairs of an entangling layer."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown entangler layout '{layout}': use circuit.layout=chain or ring")
+    pairs = [(q, q + 1) for q in range(n_qubits - 1)]
+    if layout == "ring" and n_qubits > 2:
+        pairs.append((n_qubits - 1, 0))
+    return tuple(pairs)
+
+
+def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int, entangle: bool = True) -> Ansatz:
+    """The single definition of every qt ansatz: [rotation on all qubits, entangler on layout] x n_blocks.
+
+    ``entangle=False``: the entangling layer removed (CNOT) or un-controlled (CU3 -> U3 on its
+    target wire), the same parameter count without entanglement (module docstring).
+    """
+    if rotation not in ROTATIONS:
+        raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
+    if entangler not in ENTANGLERS:
+        raise ConfigError(f"unknown entangling gate '{entangler}': use circuit.entangler=CNOT or CU3")
+    n_blocks = check_blocks(n_blocks)
+    if int(n_qubits) < 1:
+        raise ConfigError(f"a circuit needs at least one qubit (got {n_qubits})")
+    pairs = entangler_pairs(n_qubits, layout)
+    if entangle:
+        second: tuple[Layer, ...] = (Layer(entangler, pairs),)
+    elif GATE_PARAMS[entangler]:  # a parameterised entangler keeps its angles on its target wire
+        second = (Layer(UNCONTROLLED[entangler], tuple((t,) for _, t in pairs)),)
+    else:
+        second = ()
+    block = (Layer(rotation, tuple((q,) for q in range(n_qubits))), *second)
+    return Ansatz(n_qubits=int(n_qubits), n_blocks=int(n_blocks), block=block)
+
+
+def cnot_permutation(n_qubits: int, pairs: Iterable[tuple[int, ...]]) -> np.ndarray:
+    """Index permutation P (uint64) with ``state[P]`` = the state after the CNOTs (control, target), in order.
+
+    CNOTs permute basis states, so a run of them is one gather of the state; both qt
+    backends apply CNOT runs this way.
+    """
+    idx = np.arange(2**n_qubits, dtype=np.uint64)
+    perm = idx.copy()
+    for control, target in pairs:
+        cmask, tmask = np.uint64(1 << (n_qubits - 1 - control)), np.uint64(1 << (n_qubits - 1 - target))
+        perm = perm[np.where(idx & cmask != 0, idx ^ tmask, idx)]
+    return perm
+
+
+def check_blocks(n_blocks) -> int:
+    """The rule for ``n_blocks`` (circuits and the config alike)."""
+    return whole(n_blocks, "n_blocks", hint="set n_blocks=1 or more")

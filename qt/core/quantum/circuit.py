@@ -1,0 +1,158 @@
+"""The trainable quantum part of Quantum-Train: angles + a simulation backend."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qt.core.checks import flag, number
+from qt.errors import ConfigError
+from qt.core.quantum.ansatz import build_ansatz
+from qt.core.quantum.fused_backend import FusedStatevector
+from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
+
+#: ``auto``: ``fused`` for CPU tensors, ``torch`` for CUDA ones (chosen at each call, so ``.to(device)`` works)
+BACKENDS = ("auto", "fused", "torch", "default.qubit", "lightning.qubit")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class QuantumCircuit(nn.Module):
+    """A parameterised circuit with no data input; ``forward()`` returns its 2^n probabilities.
+
+    Angles are drawn uniformly from [0, 2π) (``init_scale`` scales that range); ``freeze``
+    keeps them fixed at that initialisation (the frozen-circuit control). With ``shots=N``
+    training sees N-shot estimates of the probabilities (:func:`sample_probs`); evaluation
+    and export (eval mode) use the exact distribution, the infinite-shot limit.
+    """
+
+    def __init__(
+        self,
+        n_qubits: int,
+        n_blocks: int,
+        rotation: str = "RY",
+        entangler: str = "CNOT",
+        layout: str = "chain",
+        entangle: bool = True,
+        backend: str = "auto",
+        dtype: str = "float32",
+        init_scale: float = 1.0,
+        freeze: bool = False,
+        group_size: int | None = None,
+        shots: int | None = None,
+    ):
+        super().__init__()
+        if shots is not None and int(shots) < 1:
+            raise ConfigError(f"circuit.shots must be a positive number of measurements or null for exact probabilities (got {shots})")
+        self.shots = None if shots is None else int(shots)
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown circuit backend '{backend}': use circuit.backend={', '.join(BACKENDS)}")
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
+        init_scale = number(init_scale, "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
+        entangle = flag(entangle, "circuit.entangle", hint="false is variant=no_entanglement")
+        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=entangle)
+        self.backend_name = backend
+        self.dtype = DTYPES[dtype]
+        self.angles = nn.ParameterList(
+            nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * init_scale), requires_grad=not freeze)
+            for shape in self.ansatz.angle_shapes()
+        )
+        self.simulator = make_simulator(self.ansatz, backend, self.dtype, group_size)
+
+    @property
+    def n_qubits(self) -> int:
+        return self.ansatz.n_qubits
+
+    def forward(self) -> torch.Tensor:
+        probs = self.simulator.probs(list(self.angles))
+        if self.shots is None or not self.training:
+            return probs
+        return sample_probs(probs, self.shots)
+
+
+def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | None = None):
+    """The object whose ``probs(angles)`` simulates ``ansatz`` on ``backend``."""
+    if backend in ("default.qubit", "lightning.qubit"):
+        from qt.core.quantum.pennylane_backend import PennyLaneBackend
+
+        return PennyLaneBackend(ansatz, device_name=backend)
+    if backend == "torch":
+        return TorchStatevector(ansatz, dtype=dtype, group_size=group_size)
+    if backend == "fused":
+        return FusedStatevector(ansatz, dtype=dtype)
+    return ByDevice(ansatz, dtype, group_size)
+
+
+class ByDevice:
+    """``circuit.backend=auto``: at each call, the backend :func:`resolve_backend` names for the angles' device."""
+
+    def __init__(self, ansatz, dtype: torch.dtype, group_size: int | None):
+        self.ansatz, self.dtype, self.group_size = ansatz, dtype, group_size
+        self.simulators: dict[str, FusedStatevector | TorchStatevector] = {}  # built on first use
+
+    def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
+        name = resolve_backend("auto", angles[0].device)
+        if name not in self.simulators:
+            self.simulators[name] = make_simulator(self.ansatz, name, self.dtype, self.group_size)
+        return self.simulators[name].probs(angles)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend that ``auto`` means on ``device``."""
+    if backend != "auto":
+        return backend
+    return "fused" if device.type == "cpu" else "torch"
+
+
+def sample_probs(probs: torch.Tensor, shots: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Finite-shot estimate of ``probs`` with a straight-through gradient.
+
+    Forward: the frequencies of ``shots`` samples of the basis-state distribution (what a
+    quantum device returns; fresh samples at each call, from torch's seeded global RNG, which
+    checkpoints save and resume restores). Backward: the gradient of the exact probabilities
+    (straight-through estimator: d estimate / d theta := d p / d theta), which is the
+    expectation of the estimator's gradient since the frequencies are unbiased for p.
+    """
+    p = probs.detach().double().clamp_min(0)
+    idx = torch.multinomial(p, shots, replacement=True, generator=generator)
+    freq = torch.bincount(idx, minlength=p.numel()).to(probs.dtype) / shots
+    return probs + (freq - probs).detach()
+
+
+def estimate_memory_bytes(
+    n_qubits: int,
+    n_blocks: int,
+    rotation: str = "RY",
+    entangler: str = "CNOT",
+    layout: str = "chain",
+    entangle: bool = True,
+    backend: str = "fused",
+    dtype: str = "float32",
+    group_size: int | None = None,
+    **_: object,
+) -> int:
+    """Peak memory of one differentiable simulation: the state times the tensors autograd keeps.
+
+    Takes the circuit config's keys, so it can be checked before anything is allocated
+    (``backend`` as resolved for the device: see :func:`resolve_backend`).
+    """
+    a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=bool(entangle))
+    wide = 2 if dtype == "float64" else 1
+    if backend in ("fused", "auto"):
+        # real state: state, scratch, probabilities, saved state, its copy, adjoint, gradient input; x2 for complex
+        itemsize, kept = 4 * wide, (7 if a.is_real else 13)
+    elif backend == "lightning.qubit":
+        itemsize, kept = 16, 6  # forward state, adjoint bra/ket, observable, probabilities
+    elif backend == "default.qubit":
+        itemsize, kept = 16, a.n_blocks * sum(max(len(layer.wires), 1) for layer in a.block) + 2
+    else:
+        itemsize = (4 if a.is_real else 8) * wide
+        n_groups = math.ceil(n_qubits / (group_size or default_group_size(n_qubits)))
+        per_block = sum(
+            n_groups if layer.gate in ("RY", "U3") else (1 if layer.gate == "CNOT" else len(layer.wires))
+            for layer in a.block
+        )
+        kept = a.n_blocks * per_block + 2
+    return int(2**n_qubits * itemsize * kept * 1.5)

@@ -1,0 +1,190 @@
+"""The one builder from a composed config to the objects of a run: device, learner, loss, optimizer, scheduler.
+
+Every tool that needs a run's objects (``qt.run``, ``qt.export``, ``qt.bench``,
+``qt.probe_init``) builds them here, so a config means the same thing everywhere. The
+guards that can refuse a config before anything is allocated live here too: memory
+(circuit and mapping over all basis states against the device's free memory) and the
+trainable-parameter budget.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from qt.experiment.config import instantiate
+from qt.experiment.variants import qt_learner
+from qt.errors import ConfigError, QTError
+from qt.core.learners import ClassicalLearner, Learner
+from qt.training.loggers import Loggers
+from qt.core.mapping import activation_bytes, qubits_for
+from qt.core.targets import count_weights
+from qt.results.schema import load_checkpoint, read_summary
+from qt.training.data import DataSplits
+from qt.core.quantum.circuit import estimate_memory_bytes, resolve_backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Optimization:
+    """What trains a learner: the training loss, and factories the trainer applies to its parameters."""
+
+    loss: torch.nn.Module
+    optimizer: Callable
+    scheduler: Callable | None
+
+
+def build_loggers(cfg: DictConfig) -> Loggers:
+    """The ``logger`` group: one tracker per entry (``csv``, the default, adds none to the results schema)."""
+    nodes = (cfg.get("logger") or {}).values()
+    loggers = [instantiate(node) for node in nodes if isinstance(node, DictConfig) and "_target_" in node]
+    for logger in loggers:
+        if logger.requires and importlib.util.find_spec(logger.requires) is None:
+            raise ConfigError(f"logger={logger.name} needs the {logger.requires} package: pip install -e \".[{logger.name}]\"")
+    return Loggers(loggers)
+
+
+def build_data(cfg: DictConfig) -> DataSplits:
+    """The ``dataset`` group, loaded: train, val and test splits in memory."""
+    data = instantiate(cfg.dataset).load()
+    log.info("data %s: %s", data.name, data.sizes())
+    if len(data.train) == 0 or (len(data.val) == 0 and float(cfg.dataset.get("val_fraction", 0.2)) > 0):
+        raise ConfigError(f"dataset {data.name} has an empty train or val split {data.sizes()}: change dataset.val_fraction")
+    return data
+
+
+def build_loss(cfg: DictConfig) -> torch.nn.Module:
+    """The ``loss`` group; a distillation teacher given as a run dir or export file is built here (read, never written)."""
+    teacher = cfg.loss.get("teacher")
+    if teacher is None:
+        return instantiate(cfg.loss)
+    return instantiate(cfg.loss, teacher=build_teacher(teacher), source=str(teacher))
+
+
+def build_optimization(cfg: DictConfig) -> Optimization:
+    """The ``loss``, ``optimizer`` and ``scheduler`` groups as objects (``scheduler=none``: no schedule)."""
+    return Optimization(
+        loss=build_loss(cfg),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but torch sees no CUDA GPU: use trainer.device=cpu (or auto), or install a CUDA build of torch")
+    return torch.device(name)
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes (psutil on the host: Linux, macOS, Windows); None if unreadable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return int(psutil.virtual_memory().available)
+    except Exception as e:  # noqa: BLE001 - an unreadable host: say so, do not guess
+        log.warning("cannot read the available memory (%s): the memory guard is off for this run", e)
+        return None
+
+
+def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learner:
+    """The learner for ``cfg.mode``; with ``device``, first checks the circuit fits its memory."""
+    target = instantiate(cfg.model)
+    if cfg.mode == "classical":
+        return ClassicalLearner(target)
+    chunk = int(cfg.mapping.get("chunk", 1))
+    if device is not None:
+        check_memory(cfg, count_weights(target), chunk, device)
+    circuit, mapping = instantiate(cfg.circuit, _partial_=True), instantiate(cfg.mapping, _partial_=True)
+    return qt_learner(target, cfg.get("generator", "quantum"), circuit, mapping, chunk, seed=int(cfg.trainer.seed))
+
+
+def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.device) -> None:
+    """One-line error, before any allocation, when the circuit cannot be simulated on ``device``."""
+    n_qubits = qubits_for(n_weights, chunk)
+    circuit = OmegaConf.to_container(cfg.circuit, resolve=True)
+    circuit["backend"] = resolve_backend(circuit.get("backend", "auto"), device)
+    need = estimate_memory_bytes(n_qubits=n_qubits, **{k: v for k, v in circuit.items() if k != "_target_"})
+    need += activation_bytes(n_qubits, cfg.mapping.get("hidden", []), chunk)
+    have = available_memory_bytes(device)
+    if have is not None and need > 0.9 * have:
+        raise ConfigError(
+            f"the target has {n_weights:,} weights -> {n_qubits} qubits; simulating them on {circuit.get('backend')} "
+            f"needs ~{need / 2**30:.1f} GiB but {device.type} has {have / 2**30:.1f} GiB free: use a smaller model, "
+            "mapping.chunk=K (K weights per basis state) or fewer n_blocks"
+        )
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """The config a run dir was trained with (``.hydra/config.yaml``)."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.exists():
+        raise QTError(f"{run_dir} is not a qt run dir (no .hydra/config.yaml): pass the folder a run wrote")
+    return OmegaConf.load(path)
+
+
+def build_export(run_dir: Path) -> dict:
+    """A run's export, in memory: the target's config and the weights generated at the kept epoch (no quantum part)."""
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    best = run_dir / "checkpoints" / "best.pt"
+    if not best.exists():
+        raise QTError(f"{run_dir} has no checkpoints/best.pt (the run finished no epoch): train it first")
+    learner = build_learner(cfg)
+    learner.load_state_dict(load_checkpoint(best)["learner"])
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return {
+        "state_dict": learner.export_state_dict(),
+        "model": model_cfg,
+        "model_kwargs": {k: v for k, v in model_cfg.items() if k != "_target_"},
+        "source_run": str(run_dir.resolve()),
+        "mode": cfg.mode,
+        "summary": read_summary(run_dir),
+    }
+
+
+def build_network(export: dict, source: str | Path) -> torch.nn.Module:
+    """The plain torch network of an export (eval mode), built only if its ``_target_`` is trusted."""
+    if not (isinstance(export.get("model"), dict) and isinstance(export.get("state_dict"), dict)):
+        raise QTError(f"{source} is not a qt export (no 'model' config and 'state_dict'): use a file written by python -m qt.export")
+    try:
+        model = instantiate(export["model"])
+        model.load_state_dict(export["state_dict"])
+    except Exception as e:  # noqa: BLE001 - an untrusted _target_, a model that does not build, mismatched weights
+        said = " ".join(str(e).split()) or type(e).__name__
+        raise QTError(f"{source}: cannot rebuild its network ({said[:300]}): use a file written by python -m qt.export") from None
+    return model.eval()
+
+
+def build_teacher(path: str | Path) -> torch.nn.Module:
+    """A distillation teacher: a qt run dir (its kept model, exported in memory) or a file from ``python -m qt.export``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / "checkpoints" / "best.pt").exists():
+            raise ConfigError(f"loss.teacher={path} has no checkpoints/best.pt: point it at a finished qt run dir or an exported .pt")
+        return build_network(build_export(path), path)
+    if not path.is_file():
+        raise ConfigError(f"loss.teacher={path} does not exist: give a qt run dir (e.g. of mode=classical) or a file from qt.export")
+    return build_network(load_checkpoint(path), path)
+
+
+def check_budget(cfg: DictConfig, table: dict) -> None:
+    """One-line error when a QT learner has more trainable parameters than ``max_trainable_params``."""
+    budget = cfg.get("max_trainable_params")
+    if budget is None or table["mode"] != "qt" or table["trainable_params"] <= budget:
+        return
+    raise ConfigError(
+        f"this config has {table['trainable_params']:,} trainable parameters (generator {table['qnn_params']:,}, "
+        f"mapping {table['mapping_params']:,}), over max_trainable_params={budget:,}: lower n_blocks or the mapping's "
+        "widths, or lift the budget with max_trainable_params=null"
+    )

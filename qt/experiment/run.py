@@ -1,0 +1,240 @@
+"""One experiment, from a composed config to results on disk. ``qt.train`` is its entry point."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import random
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import qt
+from qt.experiment.build import build_data, build_learner, build_loggers, build_optimization, check_budget, resolve_device
+from qt.experiment.config import diff_keys, fingerprint, validate
+from qt.errors import ANOTHER_RUN_DIR, RunDirError
+from qt.training.callbacks import Callback, Checkpoint, EpochLog, InitReport, MetricsFiles, ProgressBar
+from qt.training.evaluation import evaluate
+from qt.training.loggers import Loggers, RunInfo
+from qt.training.loop import Trainer
+from qt.training.state import Diverged, Pruned, TrainerConfig
+from qt.core.targets import count_weights
+from qt.results.objectives import objective_values
+from qt.results.schema import load_checkpoint, read_summary, write_summary
+
+log = logging.getLogger(__name__)
+
+
+GENERATOR_ROWS = {"quantum": "QNN params", "classical": "generator params (classical)"}
+
+
+def format_param_table(table: dict) -> str:
+    generator = table.get("generator", "quantum")
+    parts = [
+        (GENERATOR_ROWS[generator], f"{table['qnn_params']:,}"),
+        ("mapping params", f"{table['mapping_params']:,}"),
+    ] if generator in GENERATOR_ROWS else [("shared values (hashed)", f"{table['trainable_params']:,}")]  # fmt: skip
+    rows = [
+        ("target weights M", f"{table['target_weights']:,}"),
+        ("qubits", "-" if table["n_qubits"] is None else str(table["n_qubits"])),
+        *parts,
+        ("total trainable", f"{table['trainable_params']:,}"),
+        ("compression M/trainable", f"{table['compression_ratio']:.2f}x"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"parameters ({table['mode']}):"] + [f"  {k:<{width}}  {v:>10}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def versions() -> dict:
+    out = {"qt": qt.__version__, "torch": torch.__version__, "hydra": hydra.__version__, "python": platform.python_version()}
+    try:
+        out["pennylane"] = version("pennylane")
+    except PackageNotFoundError:
+        pass
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def describe_teacher(loss_fn, data, batch_size: int, device: torch.device) -> dict | None:
+    """A distillation teacher's source and accuracy (val, test), for summary.json."""
+    teacher = getattr(loss_fn, "teacher", None)
+    if teacher is None:
+        return None
+    teacher.to(device)
+    val_acc = evaluate(teacher, data.val.to(device), batch_size)[1] if len(data.val) else None
+    test_acc = evaluate(teacher, data.test.to(device), batch_size)[1]
+    info = {"source": loss_fn.source, "params": count_weights(teacher), "val_acc": val_acc, "test_acc": test_acc}
+    val = "no val split" if val_acc is None else f"val acc {val_acc:.4f}"
+    log.info("teacher %s: %s weights, %s, test acc %.4f", info["source"], f"{info['params']:,}", val, test_acc)
+    return info
+
+
+def _protect_run_dir(run_dir: Path, fp: dict, resume: bool) -> None:
+    """Refuse a run dir whose checkpoint comes from a different config, or any run's with ``trainer.resume=false``."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return
+    ckpt = load_checkpoint(last)
+    differing = diff_keys(ckpt.get("fingerprint", {}), fp)
+    if resume and not differing:
+        return
+    # Hydra has just rewritten .hydra/*.yaml for the new invocation: put the run's own back.
+    for name, text in (ckpt.get("hydra_files") or {}).items():
+        (run_dir / ".hydra" / name).write_text(text)
+    if differing:
+        shown = ", ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
+        raise RunDirError(f"{run_dir} holds a run with a different config (differs in {shown}): {ANOTHER_RUN_DIR}")
+    raise RunDirError(f"trainer.resume=false, but {run_dir} holds a run that starting over would overwrite: {ANOTHER_RUN_DIR}")
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _nothing_to_do(previous: dict | None, epochs: int) -> bool:
+    return bool(previous) and previous.get("status") == "completed" and previous.get("epochs_completed", 0) >= epochs
+
+
+def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning: Callback | None = None) -> tuple[Trainer, dict]:
+    """The run's Trainer (data, learner, loss, optimizer, scheduler, callbacks) and the summary fields known before training."""
+    if tcfg.threads:
+        torch.set_num_threads(int(tcfg.threads))
+    device = resolve_device(tcfg.device)
+    data = build_data(cfg)
+    seed_everything(int(tcfg.seed))
+    learner = build_learner(cfg, device)
+    table = learner.param_table()
+    log.info("%s", format_param_table(table))
+    check_budget(cfg, table)
+    opt = build_optimization(cfg)
+    teacher = describe_teacher(opt.loss, data, tcfg.eval_batch_size, device)
+    hydra_files = {p.name: p.read_text() for p in sorted((run_dir / ".hydra").glob("*.yaml"))}
+    callbacks = [
+        build_loggers(cfg),  # before last.pt: a kill in between re-runs (and re-logs) the epoch identically
+        Checkpoint(run_dir, fp, every=tcfg.checkpoint_every, extra={"hydra_files": hydra_files}),
+        MetricsFiles(run_dir),
+        ProgressBar(tcfg.progress),
+        InitReport(),
+        EpochLog(),
+        *([pruning] if pruning is not None else []),  # last: it decides after the epoch is on disk
+    ]
+    trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, device, loss_fn=opt.loss, callbacks=callbacks)
+    base = {
+        "mode": cfg.mode,
+        "params": table,
+        "data_sizes": data.sizes(),
+        "teacher": teacher,
+        "versions": versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    return trainer, base
+
+
+def _one(trainer: Trainer, kind: type):
+    return next(c for c in trainer.callbacks if isinstance(c, kind))
+
+
+def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> float | tuple[float, ...]:
+    """Fit, writing summary.json at the start (running) and at the end (completed, diverged or failed)."""
+    run_dir = info.run_dir
+
+    loggers, init = _one(trainer, Loggers), _one(trainer, InitReport)
+
+    def summary(**fields) -> dict:
+        return {**base, "init": init.report(trainer), **trainer.progress(), **fields}
+
+    def record(final: dict) -> None:
+        write_summary(run_dir, final)
+        loggers.finish(final, info)
+
+    write_summary(run_dir, summary(status="running"))
+    loggers.start(info, trainer.state.rows)
+    try:
+        trainer.fit()
+    except Pruned as e:  # a sweep's pruner stopped it: the best-so-far metrics stay, for the study and the reports
+        record(summary(status="pruned", reason=str(e), finished_at=_now()))
+        log.info("%s; summary in %s", e, run_dir)
+        return objective_values(None, objective)
+    except Diverged as e:
+        diverged = summary(status="diverged", reason=str(e), finished_at=_now())
+        record(diverged)
+        log.error("run diverged (%s): lower optimizer.lr or set trainer.clip_norm; summary in %s", e, run_dir)
+        return objective_values(diverged, objective)
+    except BaseException as e:  # a crash or an interrupt mid-training: say so in the summary, keep last.pt
+        record(summary(status="failed", reason=f"{type(e).__name__}: {e}", finished_at=_now()))
+        raise
+    _one(trainer, Checkpoint).load_best(trainer)
+    done = summary(**trainer.final_metrics(), status="completed")
+    done["wall_time_s"] = trainer.elapsed()  # after the final evaluation
+    record({**done, "finished_at": _now()})
+    val = "no val split" if done["best_val_acc"] is None else f"best val acc {done['best_val_acc']:.4f}"
+    subset = f" ({done['test_subset_acc']:.4f} on a random {trainer.cfg.test_subset:,})" if "test_subset_acc" in done else ""
+    log.info(
+        "done: %s (epoch %s), train acc %.4f, test acc %.4f%s, test loss %.4f, %.1fs; results in %s",
+        val, done["best_epoch"], done["train_acc"], done["test_acc"], subset, done["test_loss"], done["wall_time_s"], run_dir,
+    )
+    return objective_values(done, objective)
+
+
+def run(
+    cfg: DictConfig, run_dir: Path, sweep_dir: Path | None = None, pruning: Callback | None = None
+) -> float | tuple[float, ...]:
+    """Train and evaluate one configuration; returns ``cfg.objective`` (default: best validation accuracy).
+
+    ``sweep_dir``: the multirun this run is a job of (loggers group a sweep's runs by it).
+    ``pruning``: the job's Optuna trial pruning (qt.sweeps.pruning), a callback after every epoch; NaN if pruned.
+    """
+    started, clock = _now(), time.perf_counter()
+    validate(cfg)
+    tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    run_dir = Path(run_dir)
+    fp = fingerprint(cfg)
+    _protect_run_dir(run_dir, fp, tcfg.resume)
+    previous = read_summary(run_dir)
+    if _nothing_to_do(previous, tcfg.epochs):
+        log.info("%s already holds a completed run of this config: nothing to do (test acc %.4f)", run_dir, previous["test_acc"])
+        return objective_values(previous, cfg.objective)
+
+    trainer, base = setup(cfg, tcfg, run_dir, fp, pruning)
+    trainer.clock = clock  # wall time counts from the start of run(): data loading and building too
+    if tcfg.resume and _one(trainer, Checkpoint).restore(trainer) and previous:
+        started = previous.get("started_at") or started
+        if previous.get("status") == "completed":
+            log.info("continuing the completed %d-epoch run to %d epochs", previous.get("epochs_completed", 0), tcfg.epochs)
+    info = RunInfo(run_dir, base["config"], sweep_dir, job=run_dir.name)
+    return train_and_record(trainer, {**base, "started_at": started}, info, cfg.objective)
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, reason: str) -> None:
+    """Mark a run that could not start as failed, unless its run dir already holds a summary."""
+    if read_summary(run_dir) is not None:
+        return
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - unresolvable config: keep it unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    write_summary(
+        run_dir,
+        {
+            "status": "failed",
+            "reason": reason,
+            "mode": cfg.get("mode"),
+            "config": config,
+            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "versions": versions(),
+        },
+    )
+
+

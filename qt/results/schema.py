@@ -1,0 +1,187 @@
+"""The one results schema: what every run writes into its run dir, and every tool reads.
+
+Run dir layout::
+
+    .hydra/config.yaml      the composed config (Hydra)
+    train.log               the log (Hydra)
+    metrics.csv             one row per finished epoch, columns METRIC_COLUMNS (epoch_train_time_s:
+                            the epoch's training steps; validation and checkpoints not included)
+    summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
+    curves.png              loss and accuracy curves
+    checkpoints/last.pt     full training state for resume (written atomically)
+    checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
+
+Times in summary.json: ``train_time_s`` is the time spent in training steps (forward,
+backward, optimizer), ``wall_time_s`` the whole run (data loading, training, validation,
+checkpoints, plots, final evaluation), both summed over resumed sessions (a killed session
+counts up to its last checkpoint); ``step_time_s`` is the median training step.
+``status`` is one of STATUSES. Older or half-written run dirs are detected with
+:func:`read_summary` (schema_version, missing file) rather than crashed on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qt.errors import QTError
+
+log = logging.getLogger(__name__)
+
+#: 2: ``train_time_s`` (training steps) and ``wall_time_s`` (the whole run) replace v1's ``wall_time_s``
+SCHEMA_VERSION = 2
+STATUSES = ("running", "completed", "pruned", "diverged", "failed")  # pruned: an Optuna pruner stopped it (sweeps)
+
+METRIC_COLUMNS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "grad_norm_circuit",
+    "grad_norm_mapping",
+    "grad_norm_target",
+    "epoch_train_time_s",
+    "steps_per_s",
+]
+
+SUMMARY_KEYS = [
+    "schema_version",
+    "status",
+    "reason",
+    "mode",
+    "params",
+    "init",
+    "best_val_acc",
+    "best_epoch",
+    "val_loss",
+    "test_acc",
+    "test_loss",
+    "test_subset_acc",
+    "train_acc",
+    "train_loss",
+    "epochs_completed",
+    "steps",
+    "train_time_s",
+    "wall_time_s",
+    "step_time_s",
+    "data_sizes",
+    "teacher",
+    "started_at",
+    "finished_at",
+    "versions",
+    "config",
+]
+
+
+def atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves half a file."""
+    atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A file qt wrote (checkpoint or export), loaded as tensors and plain values only.
+
+    ``weights_only=True``: unpickling arbitrary objects can run code from the file, and qt
+    never stores any. A file that holds them, or is no torch file, is a one-line QTError.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise QTError(
+            f"{path} holds Python objects other than tensors and plain values, which qt never writes: not loaded "
+            "(unpickling it could run code from it); use a file qt wrote"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - not a torch file (torch raises KeyError, RuntimeError, EOFError, ...)
+        raise QTError(f"{path} is not a readable torch file ({type(e).__name__}): use a file qt wrote") from None
+    if not isinstance(obj, dict):
+        raise QTError(f"{path} does not hold a dict of tensors and values as qt's files do: use a file qt wrote")
+    return obj
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    unknown = set(summary) - set(SUMMARY_KEYS)
+    if unknown:
+        raise KeyError(f"summary keys outside the schema: {sorted(unknown)}")
+    full = {k: summary.get(k) for k in SUMMARY_KEYS}
+    full["schema_version"] = SCHEMA_VERSION
+    text = json.dumps(_clean(full), indent=2, sort_keys=False) + "\n"
+    atomic_write(Path(run_dir) / "summary.json", lambda f: f.write(text.encode()))
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    """The run's summary; None when the run dir has none (never started, or not a run) or an unreadable one
+    (not JSON: edited by hand or cut short outside qt, whose writes are atomic)."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s is not readable JSON: the run is treated as having no summary", path)
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """A CSV of ``rows`` (missing values empty), written atomically; ``columns`` default: every key, first seen first."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="raise")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    """Rewrite metrics.csv from all epoch rows so far (atomically; rows are few)."""
+    write_csv(Path(run_dir) / "metrics.csv", rows, METRIC_COLUMNS)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted.key: value} (lists are values, not nested)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out.update(flatten(v, f"{prefix}{k}."))
+    return out

@@ -1,0 +1,1 @@
+"""Measurement tools: the benchmark (``bench``) and the initialisation probe (``probe_init``)."""

@@ -1,0 +1,367 @@
+"""Benchmark: circuit simulation and training-step cost, printed as tables.
+
+    python -m qt.bench [--repeats 20] [--threads N] [--skip-pennylane] [--skip-scaling] [--sections a,b]
+                       [--full --data-dir ../shared/data]
+
+Every figure is a median over ``--repeats`` timed runs after warm-up runs; ratios compare
+runs in this same process. Rows are measured with 1 torch thread and with ``--threads``
+(default: all cores). Sections:
+
+1. circuit probabilities + gradient of a scalar loss, 13 qubits, 16 and 64 blocks, both
+   ansätze: the fused backend (compiled forward + adjoint backward) vs qt's torch backend,
+   PennyLane ``default.qubit`` (backprop) and ``lightning.qubit`` (adjoint);
+2. fused and torch backends at 10 to 20 qubits: time and peak memory (each size in a fresh
+   subprocess, peak resident memory above the process's baseline);
+3. one full training step (batch 64 and 128) of QT, built from the real configs
+   (``experiment=mnist_1500``; ``circuit=u3 n_blocks=16``), with each backend, vs the
+   classical step of the same target (``mode=classical``), and their ratio;
+4. projected full-MNIST epoch (48,000 training images) of the ``experiment=mnist_1500``
+   recipe at batch 128, and with ``--full`` a measured one;
+5. ``large`` (not in the default run): one training step of the large target
+   (``experiment=fmnist_large``, 222,986 weights) at ``mapping.chunk`` 1 to 256, and of
+   wider versions of it that need 19 and 20 qubits at chunk 1, vs the classical step of
+   the same target (interleaved, same process), with the process's peak resident memory;
+   each row in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from importlib.metadata import version
+
+import torch
+
+from qt.experiment.build import build_learner
+from qt.experiment.config import compose_config
+from qt.training.data import DataSplits, IdxImages, Split
+from qt.core.learners import Learner
+from qt.training.evaluation import evaluate
+from qt.training.loop import Trainer
+from qt.training.state import TrainerConfig
+from qt.training.losses import CrossEntropy
+from qt.core.quantum import QuantumCircuit
+from qt.core.quantum.pennylane_backend import PennyLaneBackend
+
+ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
+#: the training-step recipes: name -> Hydra overrides of conf/train.yaml
+RECIPES = {"mnist_1500": ["experiment=mnist_1500"], "u3 16 blocks": ["circuit=u3", "n_blocks=16"]}
+#: what each training-step column runs, as overrides added to a recipe's
+STEP_VARIANTS = {"fused": ["circuit.backend=fused"], "torch": ["circuit.backend=torch"], "classical": ["mode=classical"]}
+#: the large-target rows: label -> overrides (the budget is lifted: a row measures cost, not a recipe)
+_LARGE = ["experiment=fmnist_large", "max_trainable_params=null"]
+LARGE = {
+    **{f"chunk {c}": [*_LARGE, f"mapping.chunk={c}"] for c in (1, 4, 16, 64, 256)},
+    **{f"hidden [{h}, 64], chunk 1": [*_LARGE, "mapping.chunk=1", f"model.hidden=[{h},64]"] for h in (256, 512)},
+}
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median ms of each function, timed round-robin (one call of each per round).
+
+    On a shared or throttled machine the speed drifts over seconds; alternating the runs
+    exposes every variant to the same drift, so their ratio holds where absolute times vary.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
+def circuit_step(n_qubits: int, n_blocks: int, ansatz: str, backend: str) -> Callable[[], None]:
+    """One probabilities + gradient evaluation of sum(w * p); float32 for qt's backends, float64 for PennyLane."""
+    torch.manual_seed(0)
+    ours = backend in ("fused", "torch")
+    circuit = QuantumCircuit(
+        n_qubits, n_blocks, *ANSATZE[ansatz], backend=backend if ours else "torch", dtype="float32" if ours else "float64"
+    )
+    w = torch.randn(2**n_qubits, dtype=circuit.dtype)
+    if ours:
+        probs = circuit
+    else:
+        sim = PennyLaneBackend(circuit.ansatz, backend)
+        angles = list(circuit.angles)
+
+        def probs():
+            return sim.probs(angles)
+
+    def step():
+        for p in circuit.parameters():
+            p.grad = None
+        (probs() * w).sum().backward()
+
+    return step
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([f"\n### {title}\n", line(header), sep, *[line(r) for r in rows]])
+
+
+def section_circuits(repeats: int, threads: int, skip_pennylane: bool) -> str:
+    rows = []
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for ansatz, blocks in (("ry_cnot", 16), ("ry_cnot", 64), ("u3", 16), ("u3", 64)):
+            t = interleaved_ms({b: circuit_step(13, blocks, ansatz, b) for b in ("fused", "torch")}, repeats)
+            t_fused, t_torch = t["fused"], t["torch"]
+            row = [ansatz, str(blocks), str(n_threads), f"{t_fused:.2f}", f"{t_torch:.2f}", f"{t_torch / t_fused:.1f}x"]
+            for dev in ("default.qubit", "lightning.qubit"):
+                if skip_pennylane or blocks > 16 or n_threads != 1:
+                    row += ["-", "-"]
+                    continue
+                t = median_ms(circuit_step(13, blocks, ansatz, dev), max(3, repeats // 5), warmup=1)
+                row += [f"{t:.1f}", f"{t / t_fused:.0f}x"]
+            rows.append(row)
+    torch.set_num_threads(threads)
+    header = ["ansatz", "blocks", "threads", "fused ms", "torch ms", "torch / fused", "default.qubit ms", "/ fused", "lightning.qubit ms", "/ fused"]
+    return table("Circuit probabilities + gradient, 13 qubits, float32 (PennyLane float64), median ms", header, rows)
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+
+
+def _reset_peak() -> int:
+    """Resets the resident high-water mark where Linux allows it; returns the KiB the peak is measured from."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+        return _status_kib("VmRSS") or 0
+    except OSError:  # elsewhere: the lifetime peak, which an import may already have set
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _scaling_child(n_qubits: int, ansatz: str, backend: str, repeats: int) -> None:
+    """Runs in a subprocess: prints JSON {ms, peak_mib}: the median step and the peak resident memory it adds."""
+    circuit_step(3, 1, ansatz, backend)()  # loads the compiled kernels and autograd's machinery, on a tiny circuit
+    step = circuit_step(n_qubits, 16, ansatz, backend)
+    base = _reset_peak()  # the peak of simulating, not of importing torch or loading kernels
+    ms = median_ms(step, repeats, warmup=1)
+    peak = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"ms": ms, "peak_mib": (peak - base) / 1024}))
+
+
+def _scaling_run(n: int, ansatz: str, backend: str, repeats: int) -> list[str]:
+    cmd = [sys.executable, "-m", "qt.bench", "--_child", f"{n},{ansatz},{backend},{repeats}", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        return ["failed", out.stderr.strip().splitlines()[-1][:40]]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return [f"{r['ms']:.1f}", f"{r['peak_mib']:.0f}"]
+
+
+def section_scaling(repeats: int) -> str:
+    rows = []
+    for ansatz in ANSATZE:
+        for n in (10, 13, 16, 19, 20):
+            reps = repeats if n <= 16 else max(3, repeats // 5)
+            fused = _scaling_run(n, ansatz, "fused", reps)
+            torch_ = _scaling_run(n, ansatz, "torch", max(3, reps // 2) if n >= 19 else reps)
+            ratio = f"{float(torch_[0]) / float(fused[0]):.1f}x" if "failed" not in (fused[0], torch_[0]) else "-"
+            rows.append([ansatz, str(n), *fused, *torch_, ratio])
+    header = ["ansatz", "qubits", "fused ms", "fused peak MiB", "torch ms", "torch peak MiB", "torch / fused"]
+    return table("Scaling, 16 blocks, 1 thread, float32: probabilities + gradient and peak memory", header, rows)
+
+
+def _large_child(overrides: list[str], repeats: int) -> None:
+    """Runs in a subprocess: prints JSON of one large-target row (median QT and classical step, batch 128, peak memory)."""
+    qt = recipe_learner(overrides)
+    steps = {"qt": train_step_fn(qt, 128), "classical": train_step_fn(recipe_learner([*overrides, "mode=classical"]), 128)}
+    t = interleaved_ms(steps, repeats, warmup=2)
+    table_ = qt.param_table()
+    peak = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    keys = ("target_weights", "n_qubits", "trainable_params")
+    print(json.dumps({**{k: table_[k] for k in keys}, "qt_ms": t["qt"], "classical_ms": t["classical"], "peak_mib": peak / 1024}))
+
+
+def section_large(repeats: int) -> str:
+    rows = []
+    for label, overrides in LARGE.items():
+        cmd = [sys.executable, "-m", "qt.bench", "--_child-large", json.dumps(overrides), "--repeats", str(repeats), "--threads", "1"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            rows.append([label, "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60], *["-"] * 6])
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append([
+            label, f"{r['target_weights']:,}", str(r["n_qubits"]), f"{r['trainable_params']:,}", f"{r['qt_ms']:.1f}",
+            f"{r['classical_ms']:.1f}", f"{r['qt_ms'] / r['classical_ms']:.2f}", f"{r['peak_mib']:,.0f}",
+        ])  # fmt: skip
+    header = ["experiment=fmnist_large", "target weights", "qubits", "trainable", "QT step ms", "classical ms", "QT / classical", "peak RSS MiB"]
+    return table("Large target: training step, batch 128, 1 thread (median ms, interleaved); process peak memory", header, rows)
+
+
+def recipe_learner(overrides: list[str]) -> Learner:
+    """The learner that ``python -m qt.train OVERRIDES`` trains (same composition, same builder)."""
+    cfg = compose_config(overrides)
+    torch.manual_seed(0)
+    return build_learner(cfg)
+
+
+def train_step_fn(learner, batch: int) -> Callable[[], None]:
+    """The training loop's own step (:meth:`qt.training.loop.Trainer.train_step`) on a fixed random batch."""
+    x = torch.randn(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    split = Split(x, y)
+    cfg = TrainerConfig(batch_size=batch, clip_norm=10.0)
+    trainer = Trainer(learner, DataSplits(split, split, split, 10, "random"), partial(torch.optim.Adam, lr=1e-3), cfg=cfg, loss_fn=CrossEntropy())
+
+    return lambda: trainer.train_step(x, y)
+
+
+def section_steps(repeats: int, threads: int) -> tuple[str, float]:
+    rows = []
+    mnist_128 = None
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for name, overrides in RECIPES.items():
+            for batch in (64, 128):
+                steps = {k: train_step_fn(recipe_learner([*overrides, *extra]), batch) for k, extra in STEP_VARIANTS.items()}
+                times = interleaved_ms(steps, repeats)
+                cl = times["classical"]
+                rows.append([
+                    name, str(batch), str(n_threads), f"{times['fused']:.2f}", f"{times['torch']:.2f}", f"{cl:.2f}",
+                    f"{times['fused'] / cl:.2f}", f"{times['torch'] / cl:.2f}",
+                ])  # fmt: skip
+                if (name, batch, n_threads) == ("mnist_1500", 128, 1):
+                    mnist_128 = times["fused"]
+    torch.set_num_threads(threads)
+    header = ["recipe", "batch", "threads", "QT fused ms", "QT torch ms", "classical ms", "fused / classical", "torch / classical"]
+    return table("Training step, cnn_qtt target, MNIST shape (median ms)", header, rows), mnist_128
+
+
+def section_breakdown(repeats: int) -> str:
+    """Where a QT step goes (1 thread, batch 128): circuit, weight generation, the rest."""
+    torch.set_num_threads(1)
+    rows = []
+    for name, overrides in RECIPES.items():
+        qt = recipe_learner(overrides)
+
+        def circuit():
+            qt.circuit().sum().backward()
+
+        def generation():
+            sum(w.sum() for w in qt.weights().values()).backward()
+
+        fns = {
+            "circuit": circuit,
+            "generation": generation,
+            "qt": train_step_fn(qt, 128),
+            "classical": train_step_fn(recipe_learner([*overrides, "mode=classical"]), 128),
+        }
+        t = interleaved_ms(fns, repeats)
+        rest = t["qt"] - t["generation"]
+        rows.append([
+            name, f"{t['circuit']:.2f}", f"{t['generation'] - t['circuit']:.2f}", f"{rest:.2f}", f"{t['qt']:.2f}",
+            f"{t['classical']:.2f}", f"{t['qt'] / t['classical']:.2f}", f"{(t['classical'] + t['circuit']) / t['classical']:.2f}",
+        ])  # fmt: skip
+    header = [
+        "recipe", "circuit fwd+bwd", "mapping, scale, assembly", "target, loss, optimizer", "QT step",
+        "classical step", "QT / classical", "floor: (classical + circuit) / classical",
+    ]  # fmt: skip
+    return table("Where a QT step goes, batch 128, 1 thread (median ms, interleaved)", header, rows)
+
+
+def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
+    steps = -(-48000 // 128)
+    rows = [["projected (375 steps x median 1-thread step)", f"{steps * step_ms / 1000:.1f}"]]
+    if full:
+        torch.set_num_threads(1)
+        data = IdxImages("MNIST", data_dir or "data", shape=[1, 28, 28], num_classes=10, mean=[0.1307], std=[0.3081]).load()
+        learner = recipe_learner(RECIPES["mnist_1500"])
+        cfg = TrainerConfig(epochs=1, batch_size=128)
+        trainer = Trainer(learner, data, partial(torch.optim.Adam, lr=1e-2), cfg=cfg, loss_fn=CrossEntropy())
+        t0 = time.perf_counter()
+        trainer.train_epoch()
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        evaluate(learner, data.val, 2000)
+        rows.append(["measured: training steps of one epoch", f"{train_s:.1f}"])
+        rows.append(["measured: + validation pass", f"{train_s + time.perf_counter() - t0:.1f}"])
+    return table("Full-MNIST epoch, experiment=mnist_1500, batch 128, 1 thread (seconds)", ["", "s"], rows)
+
+
+def header(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"qt benchmark — {cpu}, {os.cpu_count()} cores, torch threads {threads}; "
+        f"torch {torch.__version__}, numba {version('numba')}, pennylane {version('pennylane')}, "
+        f"lightning {version('pennylane-lightning')}, "
+        f"python {platform.python_version()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qt.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
+    parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
+    parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run (also: large)")
+    parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
+    parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
+    parser.add_argument("--_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_child-large", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args._child:
+        n, ansatz, backend, reps = args._child.split(",")
+        _scaling_child(int(n), ansatz, backend, int(reps))
+        return 0
+    if args._child_large:
+        _large_child(json.loads(args._child_large), args.repeats)
+        return 0
+    sections = set(args.sections.split(","))
+    print(header(args.threads))
+    if "circuits" in sections:
+        print(section_circuits(args.repeats, args.threads, args.skip_pennylane), flush=True)
+    if "scaling" in sections and not args.skip_scaling:
+        print(section_scaling(args.repeats), flush=True)
+    if "steps" in sections:
+        steps, mnist_128 = section_steps(args.repeats, args.threads)
+        print(steps, flush=True)
+        if "epoch" in sections:
+            print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
+    if "breakdown" in sections:
+        print(section_breakdown(args.repeats), flush=True)
+    if "large" in sections:
+        print(section_large(args.repeats), flush=True)
+    return 0

@@ -1,0 +1,224 @@
+"""The training loop's side jobs, each in its own place, passed to :class:`qt.training.loop.Trainer` at construction.
+
+A callback overrides the hooks it needs; the trainer calls them in list order:
+
+* ``setup(trainer)``: once, when the trainer is built (before any resume);
+* ``on_fit_start(trainer)``, ``on_epoch_start(trainer)``, ``on_train_batch_end(trainer)``;
+* ``on_epoch_end(trainer, row)``: ``row`` is the epoch's metrics.csv row, already in ``trainer.state``;
+* ``on_fit_end(trainer)``, and ``on_exception(trainer, error)`` when fit ends by an exception
+  (divergence, pruning, an interrupt), which is then re-raised.
+
+Order matters where files do: trackers log an epoch before ``last.pt`` is written (a kill in
+between re-runs and re-logs that epoch identically), and a pruner decides after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from qt.errors import ANOTHER_RUN_DIR, RunDirError
+from qt.results.plots import plot_curves
+from qt.results.schema import load_checkpoint, save_checkpoint, write_metrics
+from qt.training.state import TrainState
+
+#: qt.training.loop.Trainer (not imported: the loop imports this module)
+Trainer = Any
+
+log = logging.getLogger("qt.training")
+
+
+class Callback:
+    """A no-op for every hook: subclasses override what they need."""
+
+    def setup(self, trainer: Trainer) -> None: ...
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_train_batch_end(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None: ...
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+    def on_exception(self, trainer: Trainer, error: BaseException) -> None: ...
+
+
+def rng_states() -> dict:
+    """The global random states a step may draw from (finite-shot sampling, dropout): CPU and every CUDA device."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if states.get("cuda") is not None:
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        else:
+            log.warning("the checkpoint holds CUDA random states but torch sees no GPU: random draws will differ from the run's")
+
+
+class Checkpoint(Callback):
+    """``checkpoints/last.pt`` (everything to resume mid-epoch, bit for bit) and ``checkpoints/best.pt`` (the model kept).
+
+    ``last.pt`` is written at every epoch end and every ``every`` steps; ``best.pt`` when the
+    validation accuracy improves (without a validation split: every epoch, the last one kept).
+    ``fingerprint`` (the config a resume must match) and ``extra`` are stored in ``last.pt`` as is.
+    """
+
+    def __init__(self, run_dir: Path, fingerprint: dict | None = None, every: int = 0, extra: dict | None = None):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.fingerprint, self.every, self.extra = fingerprint or {}, int(every or 0), extra or {}
+
+    def save_last(self, trainer: Trainer) -> None:
+        trainer.state.wall_time_s = trainer.elapsed()
+        scheduler = trainer.scheduler.state_dict() if trainer.scheduler is not None else None
+        state = {"learner": trainer.learner.state_dict(), "optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler}
+        state |= {"state": asdict(trainer.state), "rng": rng_states(), "fingerprint": self.fingerprint, **self.extra}
+        save_checkpoint(state, self.dir / "last.pt")
+
+    def restore(self, trainer: Trainer) -> bool:
+        """Continue from ``last.pt`` if there is one; False when there is none."""
+        path = self.dir / "last.pt"
+        if not path.exists():
+            return False
+        ckpt = load_checkpoint(path)
+        unknown = set(ckpt["state"]) - {f.name for f in fields(TrainState)}
+        if unknown:
+            raise RunDirError(f"{path} was written by another qt version (training state {sorted(unknown)}): {ANOTHER_RUN_DIR}")
+        trainer.learner.load_state_dict(ckpt["learner"])
+        trainer.optimizer.load_state_dict(ckpt["optimizer"])
+        if trainer.scheduler is not None and ckpt["scheduler"] is not None:
+            trainer.scheduler.load_state_dict(ckpt["scheduler"])
+        trainer.state = TrainState(**ckpt["state"])
+        trainer.previous_sessions_s = trainer.state.wall_time_s
+        restore_rng_states(ckpt["rng"])
+        st = trainer.state
+        log.info("resumed from %s: epoch %d, step %d of the epoch (global step %d)", path, st.epoch + 1, st.step_in_epoch, st.global_step)
+        return True
+
+    def load_best(self, trainer: Trainer) -> None:
+        """Put the kept model (``best.pt``) back into the learner, if one was written."""
+        best = self.dir / "best.pt"
+        if best.exists():
+            trainer.learner.load_state_dict(load_checkpoint(best)["learner"])
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        st = trainer.state
+        if self.every and st.global_step % self.every == 0 and st.step_in_epoch < trainer.n_batches():
+            self.save_last(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        if trainer.state.best_epoch == row["epoch"]:
+            save_checkpoint({"learner": trainer.learner.state_dict(), "epoch": row["epoch"]}, self.dir / "best.pt")
+        self.save_last(trainer)
+
+
+class MetricsFiles(Callback):
+    """``metrics.csv`` (every epoch's row) and ``curves.png`` in the run dir, rewritten at each epoch end."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        write_metrics(self.run_dir, trainer.state.rows)
+        plot_curves(self.run_dir, trainer.state.rows)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch (``enabled=None``: only on a terminal), closed however the epoch ends."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled, self.bar = enabled, None
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        show = self.enabled if self.enabled is not None else sys.stderr.isatty()
+        st = trainer.state
+        desc = f"epoch {st.epoch + 1}/{trainer.cfg.epochs}"
+        self.bar = tqdm(total=trainer.n_batches(), initial=st.step_in_epoch, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        acc = trainer.state.acc
+        self.bar.update(1)
+        if acc["count"]:
+            self.bar.set_postfix(loss=f"{acc['loss'] / acc['count']:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        self.close()
+
+    def on_exception(self, trainer: Trainer, error: BaseException) -> None:
+        self.close()
+
+
+class InitReport(Callback):
+    """Is the network where a classical one starts? The generated weights against the target's default init
+    (taken when the trainer is built, before any resume) and the first step's loss against chance:
+    logged, and :meth:`report` is summary.json's ``init``."""
+
+    def setup(self, trainer: Trainer) -> None:
+        self.weights = trainer.learner.weight_report()
+        self.num_classes = trainer.data.num_classes
+        self.chance = math.log(self.num_classes)  # cross-entropy of a uniform guess
+
+    def report(self, trainer: Trainer) -> dict:
+        return {"first_step_loss": trainer.state.initial_loss, "chance_loss": self.chance, "tensors": self.weights}
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if trainer.state.global_step:
+            return
+        parts = []
+        for name, r in self.weights.items():
+            ratio = "-" if r["std_ratio"] is None else f"{r['std_ratio']:.2f}"
+            shape = [f"{r[k]:.2f}" for k in ("unit_mean_share", "unit_similarity") if r[k] is not None]
+            parts.append(f"{name} {ratio}" + (f" ({', '.join(shape)})" if shape else ""))
+        log.info("init: weight std / default-init std (unit-mean share, unit similarity): %s", ", ".join(parts))
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        if trainer.state.global_step != 1:
+            return
+        loss, chance, k = trainer.state.initial_loss, self.chance, self.num_classes
+        if loss > 2 * chance:
+            log.warning(
+                "first-step loss %.4g is %.0fx chance (ln %d = %.2f): the network starts far from a trainable init "
+                "(see the init line above; mapping.scale=init gives each tensor its default-init scale)",
+                loss, loss / chance, k, chance,
+            )  # fmt: skip
+        else:
+            log.info("first-step loss %.4f (chance: ln %d = %.4f)", loss, k, chance)
+
+
+class EpochLog(Callback):
+    """One console line per epoch: losses, accuracies, per-part gradient norms, time."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        parts = ("circuit", "mapping", "target")
+        gn = "  ".join(f"|g_{k}| {row[f'grad_norm_{k}']:.3g}" for k in parts if f"grad_norm_{k}" in row)
+        val = "no val split" if row["val_acc"] is None else f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.4f  %s  %s  %.1fs  %.1f steps/s",
+            row["epoch"], trainer.cfg.epochs, row["train_loss"], row["train_acc"], val, gn,
+            row["epoch_train_time_s"], row["steps_per_s"] or 0.0,
+        )  # fmt: skip
+
+
+class KeepBest(Callback):
+    """The kept model (best validation epoch; without validation, the last) held in memory: a Checkpoint without files."""
+
+    def __init__(self):
+        self.best: dict | None = None
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        if trainer.state.best_epoch == row["epoch"]:
+            self.best = {k: v.detach().clone() for k, v in trainer.learner.state_dict().items()}
+
+    def load_best(self, trainer: Trainer) -> None:
+        if self.best is not None:
+            trainer.learner.load_state_dict(self.best)
