@@ -6,7 +6,7 @@ the stock sweeper:
 * ``hydra.sweeper.n_trials`` is the study's total budget: re-running the same command
   resumes the study in its storage and runs only the trials still missing;
 * job dirs are never overwritten: numbering continues after the highest job dir present;
-* trials left RUNNING by a killed sweep are reconciled: finished ones (their run dir says
+* trials left RUNNING by a killed sweep are reconciled (qt.sweeps.trials): finished ones (their run dir says
   completed) are recorded with their values, unfinished ones are marked failed and
   re-queued with the same parameters, in the same run dir, so training resumes from its
   checkpoint;
@@ -25,7 +25,7 @@ the stock sweeper:
   summary written and exit status 1, once more than that share of its finished trials failed;
 * ``hydra/sweeper/pruner=median`` (``none`` by default, ``percentile``, ``successive_halving``,
   ``hyperband``; parameters as ``hydra.sweeper.pruner.n_startup_trials=2``) stops hopeless
-  trials early: every job reports its objective per epoch to its trial (qt.pruning) and ends
+  trials early: every job reports its objective per epoch to its trial (qt.sweeps.pruning) and ends
   with status ``pruned`` when the pruner says so; the trial is recorded PRUNED.
 """
 
@@ -49,13 +49,12 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import MISSING, OmegaConf
 from optuna.trial import TrialState
 
-from qt.results.objectives import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names, objective_values
-from qt.results.schema import read_summary
-from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides, set_user_attr
+from qt.results.objectives import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names
+from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides
+from qt.sweeps.trials import counts, fail, reconcile, record
 from qt.sweeps.study import make_pruner, make_storage, pareto_trials, write_sweep_summary
 
 log = logging.getLogger(__name__)
-INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -132,13 +131,31 @@ def shown_storage(storage: Any) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(storage))
 
 
-def tell(study: optuna.Study, number: int, values: Any = None, state: TrialState | None = None) -> None:
-    """study.tell, tolerating the GridSampler's stop() once the grid is exhausted (harmless outside optimize())."""
-    try:
-        study.tell(number, values, state=state)
-    except RuntimeError as e:
-        if "Study.stop" not in str(e):
-            raise
+def finish(study: optuna.Study, sweep_dir: Path, directions: list[str], objective: Any) -> None:
+    """trials.csv, sweep_summary.json, a plot and optimization_results.yaml; exit 1 if every trial failed."""
+    out = write_sweep_summary(sweep_dir, study, objective)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        failed = [t for t in study.trials if t.state == TrialState.FAIL]
+        reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in failed}))[:800]
+        pruned = len(study.trials) - len(failed)
+        if pruned:  # rare: pruners compare with completed trials
+            what = f"no trial of study '{study.study_name}' completed ({pruned} pruned, {len(failed)} failed)"
+        else:
+            what = f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials)"
+        log.error("%s: %s", what, reasons)
+        refuse(
+            f"{what}{': ' + reasons if reasons else ''}. Details per trial: {sweep_dir / 'trials.csv'}",
+            status=1,
+        )
+    if len(directions) == 1:
+        results = {"name": "optuna", "best_params": study.best_trial.params, "best_value": study.best_trial.value}
+        log.info("best value %s with %s (run dir %s)", study.best_value, study.best_params, out.get("best_run_dir"))
+    else:
+        front = pareto_trials(study)
+        results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in front]}
+        log.info("Pareto front: %d trials", len(front))
+    OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
 
 class QtOptunaSweeperImpl(OptunaSweeperImpl):
@@ -180,42 +197,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                 "(sqlite:///${hydra.sweep.dir}/study.db, journal:PATH or an RDB URL) and hydra.sweeper.study_name"
             )
 
-    def _fail(self, study: optuna.Study, number: int, reason: str) -> None:
-        set_user_attr(study, number, "fail_reason", reason[:500])
-        tell(study, number, state=TrialState.FAIL)
-        log.warning("trial %d failed: %s", number, reason)
-
-    def _record(self, study: optuna.Study, number: int, value: Any, run_dir: Path | None) -> None:
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        try:
-            values = [float(v) for v in values]
-        except (TypeError, ValueError):
-            self._fail(study, number, f"objective is not numeric: {value!r}")
-            return
-        if any(math.isnan(v) for v in values):
-            summary = read_summary(run_dir) if run_dir else None
-            status = (summary or {}).get("status", "failed")
-            if status == "pruned":
-                tell(study, number, state=TrialState.PRUNED)
-                log.info("trial %d %s", number, summary.get("reason"))
-                return
-            self._fail(study, number, f"{status}: {(summary or {}).get('reason') or 'no result'}")
-            return
-        tell(study, number, values)
-
-    def _reconcile(self, study: optuna.Study) -> None:
-        """Trials a killed sweep left RUNNING: record finished ones, re-queue the others in their run dir."""
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            run_dir = t.user_attrs.get("run_dir")
-            summary = read_summary(Path(run_dir)) if run_dir and Path(run_dir).exists() else None
-            if summary and summary.get("status") in ("completed", "pruned"):
-                log.info("trial %d finished (%s) before the interruption: recording it", t.number, summary["status"])
-                self._record(study, t.number, objective_values(summary, self._objective()), Path(run_dir))
-                continue
-            self._fail(study, t.number, f"{INTERRUPTED}: the sweep stopped before this trial finished")
-            if run_dir:
-                study.enqueue_trial(t.params, user_attrs={"resume_subdir": Path(run_dir).name, "retry_of": t.number})
-
     def _search_space(self, arguments: list[str]) -> tuple[dict, dict, list[str]]:
         """(distributions, fixed params, fixed overrides) from the config's params and the command line."""
         self._process_searchspace_config()
@@ -254,15 +235,6 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                 )
         return study
 
-    @staticmethod
-    def _counts(study: optuna.Study) -> tuple[int, int]:
-        """(finished, failed) trials; interrupted ones are retried and count as neither."""
-        failed = sum(
-            t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
-            for t in study.trials
-        )
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials) + failed, failed
-
     def _run_batch(self, study, space, fixed_params, fixed_overrides, sweep_dir: Path, size: int) -> None:
         """Ask ``size`` trials, launch them together, record each result."""
         trials = [study.ask() for _ in range(size)]
@@ -281,9 +253,9 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             try:
                 value = ret.return_value
             except Exception as e:  # noqa: BLE001 - the job raised: record it, go on
-                self._fail(study, trial.number, f"{type(e).__name__}: {e}")
+                fail(study, trial.number, f"{type(e).__name__}: {e}")
                 continue
-            self._record(study, trial.number, value, run_dir)
+            record(study, trial.number, value, run_dir)
 
     def sweep(self, arguments: list[str]) -> None:
         space, fixed_params, fixed_overrides = self._search_space(arguments)
@@ -294,10 +266,10 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         signature = sorted([*fixed_overrides, *(f"{k}={v}" for k, v in fixed_params.items())])
         study = self._open_study(directions, signature, sweep_dir)
         if study.trials:
-            self._reconcile(study)
+            reconcile(study, self._objective())
             if hasattr(self.sampler, "reseed_rng"):
                 self.sampler.reseed_rng()  # do not re-propose the points of the interrupted run
-        finished, failed = self._counts(study)
+        finished, failed = counts(study)
         to_go = max(0, self.n_trials - finished)  # n_trials is the study's budget
         self.job_idx = next_job_index(sweep_dir)
         log.info(
@@ -308,7 +280,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
             batch = min(to_go, self.n_jobs)
             self._run_batch(study, space, fixed_params, fixed_overrides, sweep_dir, batch)
             to_go -= batch
-            finished, failed = self._counts(study)
+            finished, failed = counts(study)
             if to_go > 0 and failed > self.max_failure_rate * finished:
                 write_sweep_summary(sweep_dir, study, self._objective())
                 refuse(
@@ -317,33 +289,7 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                     f"{sweep_dir / 'trials.csv'}",
                     status=1,
                 )
-        self._finish(study, sweep_dir, directions)
-
-    def _finish(self, study: optuna.Study, sweep_dir: Path, directions: list[str]) -> None:
-        """trials.csv, sweep_summary.json, a plot and optimization_results.yaml; exit 1 if every trial failed."""
-        out = write_sweep_summary(sweep_dir, study, self._objective())
-        complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-        if not complete:
-            failed = [t for t in study.trials if t.state == TrialState.FAIL]
-            reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in failed}))[:800]
-            pruned = len(study.trials) - len(failed)
-            if pruned:  # rare: pruners compare with completed trials
-                what = f"no trial of study '{study.study_name}' completed ({pruned} pruned, {len(failed)} failed)"
-            else:
-                what = f"every trial of study '{study.study_name}' failed ({len(study.trials)} trials)"
-            log.error("%s: %s", what, reasons)
-            refuse(
-                f"{what}{': ' + reasons if reasons else ''}. Details per trial: {sweep_dir / 'trials.csv'}",
-                status=1,
-            )
-        if len(directions) == 1:
-            results = {"name": "optuna", "best_params": study.best_trial.params, "best_value": study.best_trial.value}
-            log.info("best value %s with %s (run dir %s)", study.best_value, study.best_params, out.get("best_run_dir"))
-        else:
-            front = pareto_trials(study)
-            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values} for t in front]}
-            log.info("Pareto front: %d trials", len(front))
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        finish(study, sweep_dir, directions, self._objective())
 
 
 class QtOptunaSweeper(OptunaSweeper):

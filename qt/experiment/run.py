@@ -107,7 +107,7 @@ def _nothing_to_do(previous: dict | None, epochs: int) -> bool:
     return bool(previous) and previous.get("status") == "completed" and previous.get("epochs_completed", 0) >= epochs
 
 
-def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning: Callback | None = None) -> tuple[Trainer, dict]:
+def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning: Callback | None = None, started: float | None = None) -> tuple[Trainer, dict]:
     """The run's Trainer (data, learner, loss, optimizer, scheduler, callbacks) and the summary fields known before training."""
     if tcfg.threads:
         torch.set_num_threads(int(tcfg.threads))
@@ -130,7 +130,7 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning
         EpochLog(),
         *([pruning] if pruning is not None else []),  # last: it decides after the epoch is on disk
     ]
-    trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, device, loss_fn=opt.loss, callbacks=callbacks)
+    trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, device, opt.loss, callbacks, started=started)
     base = {
         "mode": cfg.mode,
         "params": table,
@@ -207,8 +207,7 @@ def run(
         log.info("%s already holds a completed run of this config: nothing to do (test acc %.4f)", run_dir, previous["test_acc"])
         return objective_values(previous, cfg.objective)
 
-    trainer, base = setup(cfg, tcfg, run_dir, fp, pruning)
-    trainer.clock = clock  # wall time counts from the start of run(): data loading and building too
+    trainer, base = setup(cfg, tcfg, run_dir, fp, pruning, started=clock)  # wall time counts from here: loading and building too
     if tcfg.resume and _one(trainer, Checkpoint).restore(trainer) and previous:
         started = previous.get("started_at") or started
         if previous.get("status") == "completed":

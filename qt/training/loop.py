@@ -48,6 +48,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         loss_fn: torch.nn.Module | None = None,
         callbacks: Sequence[Callback] = (),
+        started: float | None = None,
     ):
         self.device = torch.device(device)
         self.learner = learner.to(self.device)
@@ -61,7 +62,7 @@ class Trainer:
         self.state = TrainState()
         self.step_times: list[float] = []
         self.callbacks = list(callbacks)
-        self.clock = time.perf_counter()  # this session's start (qt.experiment.run sets it to when the run began)
+        self.clock = time.perf_counter() if started is None else started  # this session's start (perf_counter)
         self.previous_sessions_s = 0.0  # wall time of the sessions before a resume
         self.call("setup")
 
