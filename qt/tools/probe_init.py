@@ -71,7 +71,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m qt.probe_init", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help='one run\'s overrides per argument, e.g. "" "circuit=u3 n_blocks=16"')
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=256)
