@@ -17,14 +17,15 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qt.experiment.config import CONF_DIR, experiment_conflict, override_options, trusted_targets
+from qt.experiment.config import CONF_DIR, compose_config, experiment_conflict, override_options, trusted_targets
 from qt.errors import ConfigError, QTError, RunDirError
 from qt.sweeps.pruning import connect
 from qt.results.objectives import objective_values
-from qt.experiment.run import record_failure, run
+from qt.experiment.run import record_failure, restore_hydra_files, run
 
 log = logging.getLogger("qt.train")
 
@@ -72,15 +73,13 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
         value = run(cfg, run_dir, sweep_dir=Path(hc.sweep.dir) if multirun else None, pruning=pruning)
     except QTError as e:
         log.error("%s", e)
-        if not isinstance(e, RunDirError):
+        if multirun and not isinstance(e, RunDirError):  # a sweep records the trial's failure and goes on
             record_failure(run_dir, cfg, str(e))
-        elif multirun:  # a job dir holding another run: this sweep dir is another sweep's, stop the whole multirun
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_USER_ERROR)
-        if multirun:
             return failed
+        if not multirun and not isinstance(e, RunDirError):
+            discard_run_dir(run_dir)  # a refused command leaves nothing behind
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        sys.exit(EXIT_USER_ERROR)  # a job dir holding another run stops a multirun: the sweep dir is another sweep's
     except Exception as e:  # noqa: BLE001 - in a sweep, one broken trial must not stop the others
         if not multirun:
             raise
@@ -91,6 +90,26 @@ def main(cfg: DictConfig) -> float | tuple[float, ...]:
     if any(math.isnan(v) for v in values) and not multirun:
         sys.exit(EXIT_DIVERGED)
     return value
+
+
+#: what Hydra writes into a run dir before qt's code runs
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log")
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Undo what a refused invocation wrote: in a run dir holding a run, put the run's own ``.hydra`` files
+    back; otherwise remove Hydra's files and the folders left empty (other files are never touched)."""
+    run_dir = Path(run_dir)
+    if restore_hydra_files(run_dir) or (run_dir / "summary.json").exists():
+        return
+    logging.shutdown()  # release train.log
+    for name in HYDRA_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    here = Path.cwd().resolve()
+    for folder in (run_dir / ".hydra", run_dir, *run_dir.parents):
+        if folder.resolve() == here or not folder.is_dir() or any(folder.iterdir()):
+            break
+        folder.rmdir()
 
 
 def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | None:
@@ -110,8 +129,26 @@ def check_group_options(argv: list[str], conf_dir: Path = CONF_DIR) -> str | Non
     return None
 
 
+def check_composes(argv: list[str]) -> str | None:
+    """One-line message when the overrides do not compose (a key the config lacks, a malformed value), else None.
+
+    Hydra would print several lines and exit 1; composing first makes it qt's one line and exit 2,
+    with nothing written. Commands with flags (``-m``, ``--cfg``, ...) are left to Hydra.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return None
+    try:
+        compose_config(argv)
+    except (ConfigCompositionException, OverrideParseException, MissingConfigException) as e:
+        parts = [str(e), str(e.__cause__ or "")]
+        noise = ("Config search path", "provider=", "See https", "full_key", "object_type", "Available options")
+        lines = [ln.strip() for part in parts for ln in part.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+        return " ".join(dict.fromkeys(lines))[:400] + " (see python -m qt.train --help)"
+    return None
+
+
 if __name__ == "__main__":
-    problem = check_group_options(sys.argv[1:])
+    problem = check_group_options(sys.argv[1:]) or check_composes(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

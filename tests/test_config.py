@@ -9,7 +9,8 @@ import torch
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import OmegaConf
 
-from qt.experiment.config import compose_config, trusted, trusted_targets, validate
+from qt.experiment.config import compose_config, trusted, trusted_targets
+from qt.experiment.validation import validate
 from qt.errors import ConfigError
 from qt.experiment.build import build_learner
 from qt.experiment.run import run

@@ -110,8 +110,14 @@ def test_an_experiment_value_for_another_option_is_refused_unless_typed():
     assert "sets optimizer.lr" in experiment_conflict("mnist_1500", ["experiment=mnist_1500", "optimizer=sgd"])
     assert experiment_conflict("mnist_1500", ["experiment=mnist_1500", "optimizer=sgd", "optimizer.lr=0.1"]) is None
     assert experiment_conflict("mnist_1500", ["experiment=mnist_1500", "optimizer=adam"]) is None  # its own choice
-    assert "mapping.center" in experiment_conflict("paper_mnist", ["experiment=paper_mnist", "mapping=deep"])
+    # only values the experiment actually changes: paper_mnist's center equals deep's, its signed_bits does not
+    message = experiment_conflict("paper_mnist", ["experiment=paper_mnist", "mapping=deep"])
+    assert "mapping.signed_bits" in message and "mapping.center" not in message
     assert experiment_conflict("mnist_1500", ["experiment=mnist_1500", "variant=qt,frozen,classical", "seed=0,1"]) is None
+    # an experiment's own choices, made in a file it includes (mnist_large -> fmnist_large), are no conflict
+    for choice in ("optimizer=adam", "mapping=medium", "circuit=ry_cnot", "dataset=mnist"):
+        assert experiment_conflict("mnist_large", ["experiment=mnist_large", choice]) is None, choice
+    assert "sets optimizer.lr" in experiment_conflict("mnist_large", ["experiment=mnist_large", "optimizer=sgd"])
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 was given and what to do, in one line (a :class:`~qt.errors.ConfigError`).
 
 The classes that take these values (circuit, mapping) check them on construction, so a
-Python user gets the same line; ``qt.experiment.config.validate`` calls the same checks on a
+Python user gets the same line; ``qt.experiment.validation.validate`` calls the same checks on a
 composed config before anything is built or loaded.
 """
 

@@ -51,8 +51,8 @@ class MappingModel(nn.Module):
 
     def __init__(self, n_qubits: int, hidden: Sequence[int] = (20, 20), activation: str = "relu", chunk: int = 1):
         super().__init__()
-        if any(int(h) < 1 for h in hidden):
-            raise ConfigError(f"mapping.hidden widths must be positive (got {list(hidden)})")
+        for h in hidden:
+            whole(h, "mapping.hidden widths", hint="e.g. mapping.hidden=[20,20]")
         act = make_activation(activation, "mapping.activation")
         widths = [n_qubits + 1, *[int(h) for h in hidden], int(chunk)]
         layers: list[nn.Module] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qt.core.checks import whole
 from qt.errors import ConfigError
 
 #: the activations a config may name, for target networks and the mapping model (``none``: linear)
@@ -55,6 +56,11 @@ class SimpleCNN(nn.Module):
         global_pool: bool = False,
     ):
         super().__init__()
+        for key, widths in (("model.channels", channels), ("model.hidden", hidden)):
+            for w in widths:
+                whole(w, f"{key} widths", hint=f"e.g. {key}=[8,12]")
+        whole(kernel_size, "model.kernel_size")
+        whole(padding, "model.padding", least=0)
         act = make_activation(activation, "model.activation")
         convs: list[nn.Module] = []
         c_in, size = in_channels, image_size
@@ -64,7 +70,10 @@ class SimpleCNN(nn.Module):
             size = (size + 2 * padding - kernel_size + 1) // 2
             c_in = c_out
         if size < 1:
-            raise ValueError(f"image of size {image_size} is too small for {len(channels)} conv+pool stages")
+            raise ConfigError(
+                f"model.channels={list(channels)}: a {image_size}x{image_size} image is too small for {len(channels)} "
+                f"conv+pool stages of kernel {kernel_size}: use fewer model.channels or a smaller model.kernel_size"
+            )
         if global_pool:
             convs.append(nn.AdaptiveAvgPool2d(1))
             size = 1

@@ -15,20 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from qt.experiment.config import instantiate
+from qt.experiment.memory import check_memory, probe_target
 from qt.experiment.variants import qt_learner
 from qt.errors import ConfigError, QTError
 from qt.core.learners import ClassicalLearner, Learner
 from qt.training.loggers import Loggers
-from qt.core.mapping import activation_bytes, qubits_for
-from qt.core.targets import count_weights
 from qt.results.schema import load_checkpoint, read_summary
 from qt.training.data import DataSplits
-from qt.core.quantum.circuit import estimate_memory_bytes, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +67,26 @@ def build_loss(cfg: DictConfig) -> torch.nn.Module:
 
 
 def build_optimization(cfg: DictConfig) -> Optimization:
-    """The ``loss``, ``optimizer`` and ``scheduler`` groups as objects (``scheduler=none``: no schedule)."""
-    return Optimization(
+    """The ``loss``, ``optimizer`` and ``scheduler`` groups as objects (``scheduler=none``: no schedule).
+
+    The optimizer and scheduler factories are tried once on a throwaway parameter, so a value
+    they refuse (``optimizer.betas=[2]``) stops the run here in one line, not in the trainer.
+    """
+    opt = Optimization(
         loss=build_loss(cfg),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
+    for key, make in (("optimizer", lambda: opt.optimizer([torch.nn.Parameter(torch.zeros(1))])),
+                      ("scheduler", lambda: opt.scheduler(opt.optimizer([torch.nn.Parameter(torch.zeros(1))])))):  # fmt: skip
+        if key == "scheduler" and opt.scheduler is None:
+            continue
+        try:
+            make()
+        except (ValueError, TypeError, KeyError) as e:
+            said = " ".join(str(e).split())[:300]
+            raise ConfigError(f"{key} cannot be built ({type(e).__name__}: {said}): check the {key}.* values") from None
+    return opt
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,43 +97,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def available_memory_bytes(device: torch.device) -> int | None:
-    """Free memory of ``device`` in bytes (psutil on the host: Linux, macOS, Windows); None if unreadable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        return int(psutil.virtual_memory().available)
-    except Exception as e:  # noqa: BLE001 - an unreadable host: say so, do not guess
-        log.warning("cannot read the available memory (%s): the memory guard is off for this run", e)
-        return None
-
-
-def build_learner(cfg: DictConfig, device: torch.device | None = None) -> Learner:
-    """The learner for ``cfg.mode``; with ``device``, first checks the circuit fits its memory."""
+def build_learner(cfg: DictConfig, device: torch.device | None = None, images: int | None = None) -> Learner:
+    """The learner for ``cfg.mode``. The target is built first and tried on one image (shape and classes);
+    with ``device``, the whole run's memory is checked before anything else is allocated (``images``: the
+    largest split's size, which caps a batch)."""
     target = instantiate(cfg.model)
+    per_image = probe_target(target, cfg)
+    if device is not None:
+        check_memory(cfg, target, per_image, device, images)
     if cfg.mode == "classical":
         return ClassicalLearner(target)
     chunk = int(cfg.mapping.get("chunk", 1))
-    if device is not None:
-        check_memory(cfg, count_weights(target), chunk, device)
     circuit, mapping = instantiate(cfg.circuit, _partial_=True), instantiate(cfg.mapping, _partial_=True)
     return qt_learner(target, cfg.get("generator", "quantum"), circuit, mapping, chunk, seed=int(cfg.trainer.seed))
-
-
-def check_memory(cfg: DictConfig, n_weights: int, chunk: int, device: torch.device) -> None:
-    """One-line error, before any allocation, when the circuit cannot be simulated on ``device``."""
-    n_qubits = qubits_for(n_weights, chunk)
-    circuit = OmegaConf.to_container(cfg.circuit, resolve=True)
-    circuit["backend"] = resolve_backend(circuit.get("backend", "auto"), device)
-    need = estimate_memory_bytes(n_qubits=n_qubits, **{k: v for k, v in circuit.items() if k != "_target_"})
-    need += activation_bytes(n_qubits, cfg.mapping.get("hidden", []), chunk)
-    have = available_memory_bytes(device)
-    if have is not None and need > 0.9 * have:
-        raise ConfigError(
-            f"the target has {n_weights:,} weights -> {n_qubits} qubits; simulating them on {circuit.get('backend')} "
-            f"needs ~{need / 2**30:.1f} GiB but {device.type} has {have / 2**30:.1f} GiB free: use a smaller model, "
-            "mapping.chunk=K (K weights per basis state) or fewer n_blocks"
-        )
 
 
 def run_config(run_dir: Path) -> DictConfig:

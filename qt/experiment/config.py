@@ -10,15 +10,12 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import execution_whitelist, get_class
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qt.core.checks import flag, number, whole
-from qt.core.quantum.ansatz import check_blocks
-from qt.errors import ConfigError
-from qt.experiment.variants import GENERATORS
+from qt.errors import ConfigError, QTError
 from qt.results.schema import flatten
-from qt.results.objectives import OBJECTIVES, objective_names
 
 def _conf_dir() -> Path:
     """The config tree: ``qt/conf`` in an installed wheel, else the top-level ``conf/`` of a source checkout."""
@@ -32,8 +29,6 @@ def _conf_dir() -> Path:
 #: the config tree (conf/train.yaml and its groups)
 CONF_DIR = _conf_dir()
 
-MODES = ("qt", "classical")
-DEVICES = ("cpu", "cuda", "auto")
 #: keys that do not change a run's trajectory: they may differ when resuming
 RESUME_FREE_KEYS = (
     "trainer.epochs",
@@ -54,44 +49,6 @@ RESULT_FREE_KEYS = (
     "trainer.progress", "trainer.checkpoint_every", "trainer.resume", "trainer.eval_batch_size", "circuit.backend",
     "circuit.group_size",
 )  # fmt: skip
-
-
-def validate(cfg: DictConfig) -> None:
-    """Every value the run depends on, checked before anything is loaded or built: one line per problem (ConfigError)."""
-    names = objective_names(cfg.get("objective", "best_val_acc"))
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if unknown or not names:
-        raise ConfigError(f"unknown objective {unknown or names}: choose from {', '.join(OBJECTIVES)}")
-    if cfg.mode not in MODES:
-        raise ConfigError(f"unknown mode '{cfg.mode}': use mode=qt or mode=classical")
-    if cfg.get("generator", "quantum") not in GENERATORS:
-        raise ConfigError(f"unknown generator '{cfg.generator}': use generator={' or '.join(GENERATORS)} (or a variant: variant=classical_generator, hashed)")
-    t = cfg.trainer
-    whole(t.epochs, "trainer.epochs", hint="set trainer.epochs=1 or more")
-    whole(t.batch_size, "trainer.batch_size", hint="set e.g. trainer.batch_size=128")
-    whole(t.eval_batch_size, "trainer.eval_batch_size", hint="set e.g. trainer.eval_batch_size=2000")
-    if t.clip_norm is not None:
-        number(t.clip_norm, "trainer.clip_norm", strict=True, hint="set a positive norm, or trainer.clip_norm=null to disable clipping")
-    if t.threads is not None:
-        whole(t.threads, "trainer.threads", hint="set trainer.threads=N or null for torch's default")
-    if t.get("test_subset") is not None:
-        whole(t.test_subset, "trainer.test_subset", hint="set a number of test images, or trainer.test_subset=null")
-    if cfg.dataset.get("val_fraction", 0.2) == 0 and {"best_val_acc", "val_loss"} & set(names):
-        raise ConfigError(
-            "dataset.val_fraction=0 leaves no validation split to judge the run by: set objective=train_loss "
-            "(as experiment=paper_* do) or a val_fraction above 0"
-        )
-    if t.device not in DEVICES:
-        raise ConfigError(f"unknown trainer.device '{t.device}': use cpu, cuda or auto")
-    number(cfg.optimizer.get("lr"), "optimizer.lr", strict=True, hint="set e.g. optimizer.lr=1e-2")
-    budget = cfg.get("max_trainable_params")
-    if budget is not None:
-        whole(budget, "max_trainable_params", hint="set a parameter budget, or max_trainable_params=null for none")
-    if cfg.mode == "qt":  # the rules the circuit and the mapping apply when built, checked before anything is loaded
-        check_blocks(cfg.circuit.get("n_blocks"))
-        flag(cfg.circuit.get("entangle", True), "circuit.entangle", hint="false is variant=no_entanglement")
-        number(cfg.circuit.get("init_scale", 1.0), "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
-        whole(cfg.mapping.get("chunk", 1), "mapping.chunk", hint="K target weights per basis state")
 
 
 def _scheduler_resume_free(container: dict) -> tuple[str, ...]:
@@ -147,8 +104,19 @@ def trusted():
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` under :func:`trusted`: the one way qt builds an object from a config node,
     inside ``hydra.main`` or not (no caller has to enter the whitelist first)."""
-    with trusted():
-        return hydra_instantiate(node, **kwargs)
+    try:
+        with trusted():
+            return hydra_instantiate(node, **kwargs)
+    except QTError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a value the class refuses (Hydra passes its error on): one line naming the group
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
+        if isinstance(cause, QTError):
+            raise cause from None
+        key = node._get_full_key(None) if isinstance(node, DictConfig) else "config"
+        said = " ".join(line for line in str(cause).splitlines() if not line.strip().startswith("full_key:"))
+        said = " ".join(said.split())[:300]
+        raise ConfigError(f"{key} cannot be built ({type(cause).__name__}: {said}): check the {key}.* values") from None
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -178,40 +146,65 @@ def option_keys(group: str, option: str, conf_dir: Path = CONF_DIR) -> set[str]:
     return keys | set(flatten(body, prefix))
 
 
-def experiment_choices(experiment: str, conf_dir: Path = CONF_DIR) -> dict[str, str]:
-    """The group options an experiment file selects (its ``override /GROUP: OPTION`` entries)."""
-    path = conf_dir / "experiment" / f"{experiment}.yaml"
-    body = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-    out = {}
-    for entry in (body or {}).get("defaults") or []:
-        if isinstance(entry, dict):
-            for key, option in entry.items():
-                out[key.removeprefix("override ").lstrip("/")] = str(option)
-    return out
+def _composed(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the group options Hydra chose, {dotted key: value} unresolved) for ``overrides``, inside Hydra's main or not."""
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    def run() -> DictConfig:
+        return hydra_compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+    if GlobalHydra.instance().is_initialized():
+        cfg = run()
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR)):
+            cfg = run()
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra")
+    return choices, flatten(container)
+
+
+def _one_value(override: str) -> str | None:
+    """A sweep override as one of its values (``seed=0,1`` -> ``seed=0``); None for sweep functions (``range(...)``)."""
+    key, _, value = override.partition("=")
+    if "(" in value:
+        return None
+    if "," in value and not value.strip().startswith(("[", "{", "'", '"')):
+        value = value.split(",")[0]
+    return f"{key}={value}"
 
 
 def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_dir: Path = CONF_DIR) -> str | None:
-    """One-line message when the experiment file would silently replace values of a group option the user chose.
+    """One-line message when the experiment would silently replace values of a group option the user chose.
 
     Experiment files are merged last, so ``experiment=mnist_1500 optimizer=sgd`` would train SGD
-    at the experiment's Adam learning rate without a word. A value the user typed as well
-    (``optimizer.lr=0.1``) settles it.
+    at the experiment's Adam learning rate without a word. Decided from what Hydra composes:
+    for each group option on the command line, the keys that option sets are compared with
+    and without the experiment (its whole defaults tree: files it includes, their choices);
+    a key the experiment changes is a conflict, unless the user typed its value too
+    (``optimizer.lr=0.1``). The experiment's own choices compose to the same values, so
+    choosing them again (``experiment=mnist_large optimizer=adam``) is no conflict.
     """
     if not experiment:
         return None
-    set_by_experiment = option_keys("experiment", experiment, conf_dir)
-    own = experiment_choices(experiment, conf_dir)
-    pairs = [o.lstrip("+~").split("=", 1) for o in overrides if "=" in o]
+    kept = [o for o in overrides if "=" in o and not o.lstrip("+~").startswith(("hydra", "experiment="))]
+    own, _ = _composed([f"experiment={experiment}"])  # the experiment's choices, through its whole defaults tree
+    pairs = [o.lstrip("+~").split("=", 1) for o in kept]
     typed = [key for key, _ in pairs if not (conf_dir / key).is_dir()]  # values, not group choices
     for group, value in pairs:
-        if group == "experiment" or group.startswith("hydra") or not (conf_dir / group).is_dir():
+        if not (conf_dir / group).is_dir():
             continue
         for option in override_options(value):
-            if option == own.get(group):
+            if own.get(group) == option:
                 continue  # the experiment's own choice: its values are meant for it
+            base = [c for o in kept if not o.lstrip("+~").startswith(f"{group}=") and (c := _one_value(o))]
+            prefix = "+" if any(o.startswith(f"+{group}=") for o in kept) else ""
+            base.append(f"{prefix}{group}={option}")
+            (_, alone), (_, composed) = _composed(base), _composed([f"experiment={experiment}", *base])
             clash = sorted(
-                k for k in set_by_experiment & option_keys(group, option, conf_dir)
-                if not any(k == t or k.startswith(t + ".") for t in typed)
+                k for k in option_keys(group, option, conf_dir)
+                if alone.get(k) != composed.get(k) and not any(k == t or k.startswith(t + ".") for t in typed)
             )
             if clash:
                 return (

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import qt
 from qt.experiment.build import build_data, build_learner, build_loggers, build_optimization, check_budget, resolve_device
-from qt.experiment.config import diff_keys, fingerprint, validate
+from qt.experiment.config import diff_keys, fingerprint
+from qt.experiment.validation import validate
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.training.callbacks import Callback, Checkpoint, EpochLog, InitReport, MetricsFiles, ProgressBar
 from qt.training.evaluation import evaluate
@@ -81,6 +82,16 @@ def describe_teacher(loss_fn, data, batch_size: int, device: torch.device) -> di
     return info
 
 
+def restore_hydra_files(run_dir: Path) -> bool:
+    """Put a run's own ``.hydra/*.yaml`` back (Hydra rewrites them for every invocation); False when no run lives there."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not last.exists():
+        return False
+    for name, text in (load_checkpoint(last).get("hydra_files") or {}).items():
+        (Path(run_dir) / ".hydra" / name).write_text(text)
+    return True
+
+
 def _protect_run_dir(run_dir: Path, fp: dict, resume: bool) -> None:
     """Refuse a run dir whose checkpoint comes from a different config, or any run's with ``trainer.resume=false``."""
     last = run_dir / "checkpoints" / "last.pt"
@@ -90,9 +101,7 @@ def _protect_run_dir(run_dir: Path, fp: dict, resume: bool) -> None:
     differing = diff_keys(ckpt.get("fingerprint", {}), fp)
     if resume and not differing:
         return
-    # Hydra has just rewritten .hydra/*.yaml for the new invocation: put the run's own back.
-    for name, text in (ckpt.get("hydra_files") or {}).items():
-        (run_dir / ".hydra" / name).write_text(text)
+    restore_hydra_files(run_dir)
     if differing:
         shown = ", ".join(differing[:4]) + (" ..." if len(differing) > 4 else "")
         raise RunDirError(f"{run_dir} holds a run with a different config (differs in {shown}): {ANOTHER_RUN_DIR}")
@@ -114,7 +123,7 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning
     device = resolve_device(tcfg.device)
     data = build_data(cfg)
     seed_everything(int(tcfg.seed))
-    learner = build_learner(cfg, device)
+    learner = build_learner(cfg, device, images=max(len(data.train), len(data.val), len(data.test)))
     table = learner.param_table()
     log.info("%s", format_param_table(table))
     check_budget(cfg, table)

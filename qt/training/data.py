@@ -78,6 +78,15 @@ class ImageDataset:
             )
         self.shape = tuple(int(s) for s in shape)
         self.num_classes = int(num_classes)
+        channels = self.shape[0] if self.shape else 0
+        for key, values in (("mean", mean), ("std", std)):
+            if len(values) not in (1, channels):
+                raise ConfigError(
+                    f"dataset.{key} has {len(values)} values but the images have {channels} channel(s) (dataset.shape="
+                    f"{list(self.shape)}): give one value per channel, or one for all"
+                )
+        if any(float(v) <= 0 for v in std):
+            raise ConfigError(f"dataset.std must be positive (got {list(std)}): it divides every pixel")
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
         self.val_fraction = float(val_fraction)
@@ -103,7 +112,7 @@ class ImageDataset:
             _RAW_CACHE[key] = self.read()
         xtr, ytr, xte, yte = _RAW_CACHE[key]
         if tuple(xtr.shape[1:]) != self.shape:
-            raise ConfigError(f"{self.name}: images have shape {tuple(xtr.shape[1:])}, config says {self.shape}")
+            raise ConfigError(f"{self.name}: images have shape {list(xtr.shape[1:])}, dataset.shape says {list(self.shape)}: set dataset.shape={list(xtr.shape[1:])}")
         perm = np.random.default_rng(self.split_seed).permutation(len(ytr))
         n_val = int(round(len(ytr) * self.val_fraction))
         val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
