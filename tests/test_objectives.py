@@ -1,6 +1,5 @@
 """Knowledge distillation and finite-shot training."""
 
-import json
 import math
 from functools import partial
 
@@ -111,10 +110,16 @@ def test_kd_without_teacher_is_a_one_line_error(tmp_path):
 
 
 def test_training_with_shots_end_to_end(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_train(run_dir, *TINY, "circuit.shots=1000")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    s = summary(run_dir)
-    assert s["status"] == "completed" and s["config"]["circuit"]["shots"] == 1000
-    assert math.isfinite(s["test_loss"])
-    json.dumps(s)
+    """Shots change what training sees (same seed, exact vs 1,000 and 10 shots), never what evaluation sees."""
+    runs = {}
+    for shots in ("null", "1000", "10"):
+        run_dir = tmp_path / shots
+        proc = run_train(run_dir, *TINY, f"circuit.shots={shots}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[shots] = summary(run_dir)
+        assert runs[shots]["status"] == "completed" and math.isfinite(runs[shots]["test_loss"])
+    assert runs["1000"]["config"]["circuit"]["shots"] == 1000
+    first = {k: r["init"]["first_step_loss"] for k, r in runs.items()}
+    assert first["null"] != first["1000"] != first["10"]  # the first step already sees sampled probabilities
+    # 10 shots per step are far noisier than 1,000: their first-step loss is further from the exact one
+    assert abs(first["10"] - first["null"]) > abs(first["1000"] - first["null"])

@@ -100,10 +100,16 @@ def test_a_grid_into_another_grids_sweep_dir_stops_in_one_line(tmp_path):
 
 
 def test_a_chosen_mapping_beats_the_experiment_and_the_budget_guards_the_result():
+    from qt.errors import ConfigError
+    from qt.experiment.build import build_learner, check_budget
+
     assert compose_config(["experiment=mnist_1500"]).mapping.hidden == [16, 16]
     assert compose_config(["experiment=mnist_700"]).mapping.hidden == [7, 7]
-    assert compose_config(["experiment=mnist_1500", "mapping=deep"]).mapping.hidden == [20, 40, 20]
-    assert compose_config(["experiment=mnist_1500"]).max_trainable_params == 1500
+    deep = compose_config(["experiment=mnist_1500", "mapping=deep"])
+    assert deep.mapping.hidden == [20, 40, 20] and deep.max_trainable_params == 1500
+    check_budget(compose_config(["experiment=mnist_1500"]), build_learner(compose_config(["experiment=mnist_1500"])).param_table())
+    with pytest.raises(ConfigError, match="over max_trainable_params=1,500"):  # deep's 1,989 mapping weights + 832 angles
+        check_budget(deep, build_learner(deep).param_table())
 
 
 def test_an_experiment_value_for_another_option_is_refused_unless_typed():

@@ -67,6 +67,7 @@ def test_optuna_search_runs_trials_and_summarises(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(d)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert study.metric_names == ["best_val_acc"]  # what dashboards and Optuna's plots call the objective
     for t in study.trials:
         assert 1 <= t.params["n_blocks"] <= 3 and 1e-4 <= t.params["optimizer.lr"] <= 3e-2
         s = summary(t.user_attrs["run_dir"])
@@ -224,16 +225,21 @@ def test_ray_launcher_against_a_local_head(tmp_path):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def test_journal_storage_for_shared_file_systems(tmp_path):
+def test_a_qt_search_on_a_journal_file_for_shared_file_systems(tmp_path):
+    """A qt search keeps its study in a journal file (no database server, NFS-safe), and resumes from it."""
     from qt.sweeps.study import make_storage
 
-    storage = make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}")
-    study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
-    study.enqueue_trial({"a": 1.0})
-    t = study.ask()
-    study.tell(t, 0.5)
-    again = optuna.load_study(study_name="x", storage=make_storage(f"journal:{tmp_path / 'studies' / 'x.log'}"))
-    assert [tr.value for tr in again.trials] == [0.5]
+    d, journal = tmp_path / "sweep", tmp_path / "studies" / "x.log"
+    args = ["+sweep=lr_blocks_clip", "hydra.sweeper.study_name=x", f"hydra.sweeper.storage=journal:{journal}", *FAST,
+            "hydra.sweeper.n_trials=2", "hydra/sweeper/pruner=none"]  # fmt: skip
+    proc = multirun(d, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="x", storage=make_storage(f"journal:{journal}"))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2 and journal.stat().st_size > 0
+    assert all(summary(t.user_attrs["run_dir"])["status"] == "completed" for t in study.trials)
+    again = multirun(d, *args)  # the same command: the budget is spent, nothing runs again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name="x", storage=make_storage(f"journal:{journal}")).trials) == 2
 
 
 def test_searches_in_two_fresh_sweep_dirs_each_run_their_own_trials(tmp_path):

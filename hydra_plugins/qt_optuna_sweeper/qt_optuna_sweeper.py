@@ -37,6 +37,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,13 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                 f"study '{study.study_name}' optimises {[d.name.lower() for d in study.directions]}, this objective needs "
                 f"{directions}: set hydra.sweeper.study_name=NEW for a new study"
             )
+        names = objective_names(self._objective())
+        if study.metric_names is None:
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and the one way to name them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(names)  # dashboards and Optuna's plots name the objective, not "Objective 0"
+        elif list(study.metric_names) != names:
+            refuse(f"study '{study.study_name}' optimises {study.metric_names}, this command {names}: set hydra.sweeper.study_name=NEW for a new study")
         home = str(sweep_dir.resolve())
         for key, value, what in (("qt_fixed_overrides", signature, "overrides"), ("qt_sweep_dir", home, "sweep dir")):
             previous = study.user_attrs.get(key)

@@ -38,6 +38,7 @@ import html
 import io
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -387,12 +388,15 @@ def plot_val_curves(run_dirs: list[str], labels: list[str]):
 
 
 def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
-    import warnings
-
     import optuna
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings():  # optuna's matplotlib plots are "experimental": not the report's reader's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _study_plots(paths)
 
+
+def _study_plots(paths: list[Path]) -> list[tuple[str, object]]:
+    import optuna
 
     out = []
     for path in paths:

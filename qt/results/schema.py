@@ -119,7 +119,8 @@ def load_checkpoint(path: Path) -> dict:
             "(unpickling it could run code from it); use a file qt wrote"
         ) from None
     except Exception as e:  # noqa: BLE001 - not a torch file (torch raises KeyError, RuntimeError, EOFError, ...)
-        raise QTError(f"{path} is not a readable torch file ({type(e).__name__}): use a file qt wrote") from None
+        said = " ".join(str(e).split())[:200]
+        raise QTError(f"{path} is not a readable torch file ({type(e).__name__}: {said}): use a file qt wrote") from None
     if not isinstance(obj, dict):
         raise QTError(f"{path} does not hold a dict of tensors and values as qt's files do: use a file qt wrote")
     return obj

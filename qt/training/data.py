@@ -255,6 +255,19 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
+class ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a file that names any other callable (which
+    unpickling would call) is refused before anything runs. CIFAR-10's batches need no more."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"{getattr(self, 'name', 'a dataset file')} names {module}.{name}, which a CIFAR-10 batch never does: not loaded (unpickling it could run code); use the files from the CIFAR-10 archive")
+        return super().find_class(module, name)
+
+
 class Cifar10(ImageDataset):
     """CIFAR-10 from ``ROOT/cifar-10-batches-py/`` (torchvision's layout; python pickles)."""
 
@@ -280,7 +293,9 @@ class Cifar10(ImageDataset):
 
         def batch(name: str):
             with open(folder / name, "rb") as f:
-                d = pickle.load(f, encoding="latin1")
+                unpickler = ArraysOnly(f, encoding="latin1")
+                unpickler.name = str(folder / name)
+                d = unpickler.load()
             return np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"])
 
         parts = [batch(f"data_batch_{i}") for i in range(1, 6)]

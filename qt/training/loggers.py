@@ -19,8 +19,10 @@ files are untouched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from contextlib import contextmanager
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,6 +171,27 @@ class TensorBoardLogger(Logger):
             self.writer = None
 
 
+@contextmanager
+def scoped_env(values: dict[str, str]):
+    """``values`` in os.environ for the duration of the block (names already set keep theirs), then as before."""
+    added = [k for k in values if k not in os.environ]
+    os.environ.update({k: values[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _bounded_requests(method):
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        with scoped_env(self.env):
+            return method(self, *args)
+
+    return wrapper
+
+
 class MLflowLogger(Logger):
     """An MLflow run per qt run: params = the flattened config, metrics per epoch, final metrics, artifacts.
 
@@ -185,9 +208,9 @@ class MLflowLogger(Logger):
         self.tracking_uri, self.experiment_name, self.run_name = str(tracking_uri), experiment_name, run_name
         local = self.tracking_uri.startswith("sqlite:///")
         self.sqlite_db = Path(self.tracking_uri[len("sqlite:///") :]).resolve() if local else None  # a local store
-        # a server that is down must cost seconds, not MLflow's default minutes of retries
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(request_timeout_s)))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(int(request_retries)))
+        # a server that is down must cost seconds, not MLflow's default minutes of retries: set for this
+        # logger's own calls only (a value the user exported wins), the process's environment restored after
+        self.env = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(request_timeout_s)), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(int(request_retries))}
         self.client = None
         self.run_id: str | None = None
         self.logged_epochs = 0
@@ -211,6 +234,7 @@ class MLflowLogger(Logger):
                 raise
             return found.experiment_id
 
+    @_bounded_requests
     def start(self, info: RunInfo, done_rows: Sequence[dict]) -> None:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
@@ -233,6 +257,7 @@ class MLflowLogger(Logger):
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[i : i + 100])
 
+    @_bounded_requests
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
 
@@ -244,6 +269,7 @@ class MLflowLogger(Logger):
         self.client.log_batch(self.run_id, metrics=metrics)
         self.logged_epochs = epoch
 
+    @_bounded_requests
     def finish(self, summary: dict, info: RunInfo) -> None:
         from mlflow.entities import Metric
 

@@ -110,7 +110,7 @@ class Trainer:
         logits = self.learner(x, self.learner.weights())  # weights once per step: the circuit does not see the batch
         loss = self.loss_fn(logits, y, x) if getattr(self.loss_fn, "needs_inputs", False) else self.loss_fn(logits, y)
         if not torch.isfinite(loss):
-            raise Diverged(f"loss is {float(loss)} at epoch {st.epoch + 1}, step {st.step_in_epoch + 1}")
+            raise Diverged(f"loss is {float(loss.detach())} at epoch {st.epoch + 1}, step {st.step_in_epoch + 1}")
         if st.initial_loss is None:
             st.initial_loss = float(F.cross_entropy(logits.detach(), y))
         self.optimizer.zero_grad(set_to_none=True)
