@@ -340,3 +340,29 @@ def test_the_private_apis_qt_uses_still_work():
     assert study.trials[asked.number].user_attrs == {"fail_reason": "why"}
     space, fixed, _ = create_params_from_overrides(["x=range(0,3)", "y=a"])
     assert set(space) == {"x"} and fixed == {"y": "a"} and hasattr(OptunaSweeperImpl, "sweep")
+
+
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_two_drivers_share_one_study(tmp_path, storage):
+    """Two sweep processes on one study (a SLURM array of drivers): the budget is spent once, every trial in its own
+    job dir named by its number, and neither driver takes the other's running trials for interrupted ones."""
+    d = tmp_path / "sweep"
+    url = f"journal:{tmp_path / 'study.log'}" if storage == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["+sweep=lr_blocks_clip", "hydra.sweeper.study_name=x", f"hydra.sweeper.storage={url}", "hydra/sweeper/pruner=none",
+            "hydra.sweeper.n_trials=4", *FAST, "trainer.limit_train_batches=30"]  # fmt: skip  (trials overlap: both drivers run some)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={d}", *args]
+    drivers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in drivers]
+    assert [p.returncode for p in drivers] == [0, 0], [o[1][-2000:] for o in outs]
+    from qt.sweeps.study import make_storage
+
+    study = optuna.load_study(study_name="x", storage=make_storage(url))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    others = [t for t in study.trials if t.state.name != "COMPLETE"]
+    assert len(complete) == 4  # the budget, once
+    assert all(t.user_attrs["fail_reason"].startswith("over budget") for t in others)  # never "interrupted"
+    assert len({t.user_attrs["driver"] for t in complete}) == 2  # both drivers ran trials
+    dirs = [t.user_attrs["run_dir"] for t in complete]
+    assert len(set(dirs)) == 4 and all(d_.endswith(f"/{t.number}") for d_, t in zip(dirs, complete))
+    assert all(summary(p)["status"] == "completed" for p in dirs)

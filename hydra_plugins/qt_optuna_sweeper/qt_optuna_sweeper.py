@@ -5,7 +5,9 @@ the stock sweeper:
 
 * ``hydra.sweeper.n_trials`` is the study's total budget: re-running the same command
   resumes the study in its storage and runs only the trials still missing;
-* job dirs are never overwritten: numbering continues after the highest job dir present;
+* a job dir is named by its trial's number, which the storage gives out: several drivers on one
+  study (a SLURM array of sweep processes) never share one (qt.sweeps.trials says how they
+  divide the budget and whose trials are reconciled); a job dir holding another run is refused;
 * trials left RUNNING by a killed sweep are reconciled (qt.sweeps.trials): finished ones (their run dir says
   completed) are recorded with their values, unfinished ones are marked failed and
   re-queued with the same parameters, in the same run dir, so training resumes from its
@@ -52,7 +54,7 @@ from optuna.trial import TrialState
 
 from qt.results.objectives import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names
 from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides
-from qt.sweeps.trials import counts, fail, reconcile, record
+from qt.sweeps.trials import OVER_BUDGET, Driver, counts, fail, over_budget, reconcile, record, running_elsewhere
 from qt.sweeps.study import make_pruner, make_storage, pareto_trials, write_sweep_summary
 
 log = logging.getLogger(__name__)
@@ -116,11 +118,6 @@ for _name, _node in (("none", NopPrunerConf), ("median", MedianPrunerConf), ("pe
     cs.store(group="hydra/sweeper/pruner", name=_name, node=_node, provider="qt")
 
 
-def next_job_index(sweep_dir: Path) -> int:
-    nums = [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()] if sweep_dir.is_dir() else []
-    return max(nums) + 1 if nums else 0
-
-
 def refuse(message: str, status: int = 2) -> None:
     """A sweep-level user error: one line on stderr, then exit."""
     print(f"error: {message}", file=sys.stderr)
@@ -132,10 +129,14 @@ def shown_storage(storage: Any) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(storage))
 
 
-def finish(study: optuna.Study, sweep_dir: Path, directions: list[str], objective: Any) -> None:
+def finish(study: optuna.Study, sweep_dir: Path, directions: list[str], objective: Any, others_running: int = 0) -> None:
     """trials.csv, sweep_summary.json, a plot and optimization_results.yaml; exit 1 if every trial failed."""
     out = write_sweep_summary(sweep_dir, study, objective)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    if others_running:
+        log.info("%d trials still running in other drivers: the last driver to finish writes the final summary", others_running)
+        if not complete:
+            return
     if not complete:
         failed = [t for t in study.trials if t.state == TrialState.FAIL]
         reasons = "; ".join(sorted({t.user_attrs.get("fail_reason", "unknown") for t in failed}))[:800]
@@ -243,18 +244,27 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
                 )
         return study
 
-    def _run_batch(self, study, space, fixed_params, fixed_overrides, sweep_dir: Path, size: int) -> None:
-        """Ask ``size`` trials, launch them together, record each result."""
-        trials = [study.ask() for _ in range(size)]
+    def _claim(self, study: optuna.Study, driver: Driver, size: int) -> list:
+        """Ask ``size`` trials (each claimed in the storage); a claim past the budget is recorded and dropped."""
+        trials = []
+        for _ in range(size):
+            trial = study.ask()
+            trial.set_user_attr("driver", driver.id)
+            if over_budget(study, trial.number, self.n_trials):
+                fail(study, trial.number, f"{OVER_BUDGET}: another driver claimed the study's last trials first")
+                break
+            trials.append(trial)
+        return trials
+
+    def _run_batch(self, study, space, fixed_params, fixed_overrides, sweep_dir: Path, trials: list) -> None:
+        """Launch ``trials`` together, each in the job dir named by its trial number (or the one it resumes), record each result."""
         overrides = [list(o) for o in self._configure_trials(trials, space, fixed_params, fixed_overrides)]
         run_dirs = []
         for i, trial in enumerate(trials):
-            subdir = trial.user_attrs.get("resume_subdir")
-            if subdir is not None:
-                overrides[i].append(f"hydra.sweep.subdir={subdir}")
-            run_dir = sweep_dir / (subdir if subdir is not None else str(self.job_idx + i))
-            trial.set_user_attr("run_dir", str(run_dir))
-            run_dirs.append(run_dir)
+            subdir = trial.user_attrs.get("resume_subdir") or str(trial.number)
+            overrides[i].append(f"hydra.sweep.subdir={subdir}")
+            trial.set_user_attr("run_dir", str(sweep_dir / subdir))
+            run_dirs.append(sweep_dir / subdir)
         returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         self.job_idx += len(returns)
         for trial, ret, run_dir in zip(trials, returns, run_dirs):
@@ -273,31 +283,33 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         signature = sorted([*fixed_overrides, *(f"{k}={v}" for k, v in fixed_params.items())])
         study = self._open_study(directions, signature, sweep_dir)
-        if study.trials:
-            reconcile(study, self._objective())
-            if hasattr(self.sampler, "reseed_rng"):
-                self.sampler.reseed_rng()  # do not re-propose the points of the interrupted run
-        finished, failed = counts(study)
-        to_go = max(0, self.n_trials - finished)  # n_trials is the study's budget
-        self.job_idx = next_job_index(sweep_dir)
-        log.info(
-            "study %s (%s): %d trials finished, %d to run; job dirs from %d; directions %s",
-            study.study_name, shown_storage(self.storage), finished, to_go, self.job_idx, directions,
-        )
-        while to_go > 0:
-            batch = min(to_go, self.n_jobs)
-            self._run_batch(study, space, fixed_params, fixed_overrides, sweep_dir, batch)
-            to_go -= batch
-            finished, failed = counts(study)
-            if to_go > 0 and failed > self.max_failure_rate * finished:
-                write_sweep_summary(sweep_dir, study, self._objective())
-                refuse(
-                    f"{failed} of {finished} finished trials failed, more than hydra.sweeper.max_failure_rate="
-                    f"{self.max_failure_rate}: the search stopped with {to_go} trials to go. Details per trial: "
-                    f"{sweep_dir / 'trials.csv'}",
-                    status=1,
-                )
-        finish(study, sweep_dir, directions, self._objective())
+        with Driver(study) as driver:
+            if study.trials:
+                reconcile(study, self._objective())
+                if hasattr(self.sampler, "reseed_rng"):
+                    self.sampler.reseed_rng()  # do not re-propose the points of the interrupted run
+            self.job_idx = 0
+            finished, _ = counts(study)
+            log.info(
+                "study %s (%s): %d of %d trials finished, %d running in other drivers; directions %s",
+                study.study_name, shown_storage(self.storage), finished, self.n_trials, running_elsewhere(study, driver.id), directions,
+            )  # fmt: skip
+            while (to_go := self.n_trials - counts(study)[0] - running_elsewhere(study, driver.id)) > 0:
+                trials = self._claim(study, driver, min(to_go, self.n_jobs))
+                if not trials:
+                    break
+                self._run_batch(study, space, fixed_params, fixed_overrides, sweep_dir, trials)
+                finished, failed = counts(study)
+                if finished < self.n_trials and failed > self.max_failure_rate * finished:
+                    write_sweep_summary(sweep_dir, study, self._objective())
+                    refuse(
+                        f"{failed} of {finished} finished trials failed, more than hydra.sweeper.max_failure_rate="
+                        f"{self.max_failure_rate}: the search stopped with {self.n_trials - finished} trials to go. "
+                        f"Details per trial: {sweep_dir / 'trials.csv'}",
+                        status=1,
+                    )
+            others = running_elsewhere(study, driver.id)
+        finish(study, sweep_dir, directions, self._objective(), others)
 
 
 class QtOptunaSweeper(OptunaSweeper):

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import time
 import logging
 import math
 from pathlib import Path
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qt.results.objectives import objective_directions, objective_names, objective_values, pareto_front
 from qt.results.plots import pyplot, save_png
-from qt.results.schema import read_summary, write_csv
+from qt.results.schema import atomic_write, read_summary, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,27 @@ def make_storage(value: Any) -> Any:
         path = Path(text[len("journal:") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if text.startswith("sqlite:///"):
-        Path(text[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return text
+    if not text.startswith("sqlite:///"):
+        return text  # another RDB URL: Optuna builds it
+    Path(text[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return sqlite_storage(text)
+
+
+def sqlite_storage(url: str, attempts: int = 6):
+    """An RDBStorage on a SQLite file that several processes may open at once (several sweep drivers, their jobs):
+    writers wait for the lock (60 s) instead of failing, and two processes creating the schema of a new
+    file at the same moment (one of them finds a table the other just made) retry."""
+    import sqlalchemy
+    from optuna.storages import RDBStorage
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+            if "already exists" not in str(e) and "UNIQUE constraint" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_pruner(pruner_cfg: Any):
@@ -186,7 +205,8 @@ def write_sweep_summary(sweep_dir: Path, study=None, objective: Any = "best_val_
     epochs = sum(int(r["epochs"] or 0) for r in rows)  # what the search cost, pruned trials' epochs included
     out: dict[str, Any] = {"sweep_dir": str(sweep_dir), "objective": names, "n_trials": len(rows), "states": states, "epochs_run": epochs}
     out.update(_best(rows, study, names))
-    (sweep_dir / "sweep_summary.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    text = json.dumps(out, indent=2, default=str) + "\n"
+    atomic_write(sweep_dir / "sweep_summary.json", lambda f: f.write(text.encode()))  # several drivers may write it
     if study is not None and states.get("COMPLETE"):
         _plot_study(study, sweep_dir, names)
     return out
