@@ -163,3 +163,23 @@ def test_a_tracker_whose_package_is_missing_is_refused_before_training(monkeypat
     with pytest.raises(ConfigError, match=r'logger=mlflow needs the mlflow package: pip install -e "\.\[mlflow\]"'):
         build_loggers(compose_config(["logger=[tensorboard,mlflow]"]))
     assert [lg.name for lg in build_loggers(compose_config(["logger=tensorboard"])).active] == ["tensorboard"]
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_parallel_trials_log_to_one_new_sqlite_store_once_each(tmp_path, workers):
+    """A joblib multirun with logger=mlflow on a new SQLite store: every run logged once, every epoch once
+    (the first trial creates the store under a lock; without it, MLflow's migrations race and trackers switch off)."""
+    d, db = tmp_path / "sweep", tmp_path / "mlflow.db"
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={d}", "hydra/launcher=parallel", f"hydra.launcher.n_jobs={workers}",
+           "logger=mlflow", f"logger.tracking_uri=sqlite:///{db}", "n_blocks=1,2", "seed=0,1", "trainer.epochs=2",
+           "trainer.limit_train_batches=5", "trainer.threads=1"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not any("switched off" in (d / j / "train.log").read_text() for j in "0123")
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == str(d)]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["qt.run_dir"] for r in runs) == sorted(str((d / j).resolve()) for j in "0123")
+    for r in runs:
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == [1, 2]
+        assert r.info.status == "FINISHED"

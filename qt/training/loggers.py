@@ -222,6 +222,25 @@ class MLflowLogger(Logger):
         db = self.sqlite_db
         return (db.parent / f"{db.stem}-artifacts" / name.strip("/").replace("/", "_")).as_uri()
 
+    @contextmanager
+    def _creation_lock(self):
+        """For a local SQLite store, one process at a time creates (migrates) the store and the experiment:
+        an exclusive lock on ``DB.lock`` beside it (POSIX; elsewhere, no lock)."""
+        if self.sqlite_db is None:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        with open(self.sqlite_db.with_name(self.sqlite_db.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
@@ -241,9 +260,10 @@ class MLflowLogger(Logger):
 
         if self.sqlite_db is not None:
             self.sqlite_db.parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
         name = self.experiment_name or (str(info.sweep_dir) if info.sweep_dir is not None else "qt")
-        experiment = self._experiment_id(name)
+        with self._creation_lock():  # parallel trials on a new SQLite store would each run MLflow's schema migrations
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment = self._experiment_id(name)
         run_dir = str(info.run_dir.resolve())
         found = self.client.search_runs([experiment], filter_string=f"tags.`qt.run_dir` = '{run_dir}'", max_results=1)
         if found:  # a resumed run: continue the same MLflow run
