@@ -140,3 +140,20 @@ def test_a_teacher_run_dir_is_only_read(tmp_path):
     proc = run_train(tmp_path / "student", *TINY, "loss=kd", f"loss.teacher={teacher}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {p: p.stat().st_mtime_ns for p in teacher.rglob("*")} == before  # nothing written, nothing added
+
+
+def test_the_memory_guard_counts_parameters_gradients_and_optimizer_state():
+    from qt.core.targets import SimpleCNN
+    from qt.experiment.config import compose_config
+    from qt.experiment.memory import estimate_bytes
+
+    cpu = torch.device("cpu")
+    target = SimpleCNN()
+    huge = estimate_bytes(compose_config(["mapping.chunk=100000000"]), target, 2000, cpu)
+    # the mapping's last layer: 20 x 1e8 weights, with gradient and Adam's two moments, 4 bytes each
+    assert huge["mapping parameters"] >= 4 * 20 * 10**8 * 4 and sum(huge.values()) > 30 * 2**30
+    adam = estimate_bytes(compose_config(["mode=classical"]), target, 2000, cpu)
+    sgd = estimate_bytes(compose_config(["mode=classical", "optimizer=sgd", "optimizer.lr=0.1", "optimizer.momentum=0"]), target, 2000, cpu)
+    assert adam["target weights"] == 4 * 6690 * 4 and sgd["target weights"] == 4 * 6690 * 2
+    blocks = estimate_bytes(compose_config(["n_blocks=1000000000"]), target, 2000, cpu)
+    assert blocks["circuit angles"] > 100 * 2**30  # 13e9 angles: refused before any is allocated
