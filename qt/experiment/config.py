@@ -109,10 +109,12 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
             return hydra_instantiate(node, **kwargs)
     except QTError:
         raise
-    except Exception as e:  # noqa: BLE001 - a value the class refuses (Hydra passes its error on): one line naming the group
+    except (TypeError, ValueError, InstantiationException) as e:  # a value the class refuses: one line naming the group
         cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ else e
         if isinstance(cause, QTError):
             raise cause from None
+        if not isinstance(cause, (TypeError, ValueError, InstantiationException)):
+            raise  # not a refused value but a fault: its traceback is the report
         key = node._get_full_key(None) if isinstance(node, DictConfig) else "config"
         said = " ".join(line for line in str(cause).splitlines() if not line.strip().startswith("full_key:"))
         said = " ".join(said.split())[:300]
