@@ -191,12 +191,13 @@ def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_d
     if not experiment:
         return None
     kept = [o for o in overrides if "=" in o and not o.lstrip("+~").startswith(("hydra", "experiment="))]
-    own, _ = _composed([f"experiment={experiment}"])  # the experiment's choices, through its whole defaults tree
     pairs = [o.lstrip("+~").split("=", 1) for o in kept]
     typed = [key for key, _ in pairs if not (conf_dir / key).is_dir()]  # values, not group choices
-    for group, value in pairs:
-        if not (conf_dir / group).is_dir():
-            continue
+    chosen = [(group, value) for group, value in pairs if (conf_dir / group).is_dir()]
+    if not chosen:
+        return None  # no group option chosen beside the experiment: nothing to compose
+    own, _ = _composed([f"experiment={experiment}"])  # the experiment's choices, through its whole defaults tree
+    for group, value in chosen:
         for option in override_options(value):
             if own.get(group) == option:
                 continue  # the experiment's own choice: its values are meant for it
