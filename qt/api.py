@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch import nn
 
 from qt.core.learners import ClassicalLearner, Learner, QTLearner
-from qt.core.mapping import WeightGenerator
-from qt.core.quantum import QuantumCircuit
 from qt.errors import ConfigError
 from qt.experiment.build import resolve_device
-from qt.experiment.config import CONF_DIR
+from qt.experiment.config import CONF_DIR, compose_config
 from qt.training.callbacks import Callback, Checkpoint, EpochLog, KeepBest, MetricsFiles, ProgressBar
 from qt.training.data import DataSplits, Split
 from qt.training.loop import Trainer
@@ -40,16 +39,18 @@ from qt.training.state import TrainerConfig
 DEFAULT_OPTIONS = {"circuit": "ry_cnot", "mapping": "medium"}
 
 
-def preset(group: str, choice: str | dict | None) -> dict:
-    """Keyword arguments of a ``circuit`` or ``mapping`` option (``conf/GROUP/NAME.yaml``), or the default one updated by a dict."""
+def preset(group: str, choice: str | dict | None) -> tuple[Callable[..., nn.Module], dict]:
+    """The class and keyword arguments of a ``circuit`` or ``mapping`` option (``conf/GROUP/NAME.yaml``, composed
+    as ``python -m qt.train GROUP=NAME`` composes it), or of the default option updated by a dict."""
     name, extra = (choice, {}) if isinstance(choice, str) else (DEFAULT_OPTIONS[group], dict(choice or {}))
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.is_file():
         options = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise ConfigError(f"unknown {group} '{name}': choose one of {options}, or pass a dict of its arguments")
-    values = OmegaConf.to_container(OmegaConf.load(path))
-    values = {k: v for k, v in values.items() if k not in ("_target_", "n_blocks", "chunk")}  # n_blocks, chunk: arguments
-    return {**values, **extra}
+    values = OmegaConf.to_container(compose_config([f"{group}={name}"])[group], resolve=True)
+    target = get_class(values.pop("_target_"))
+    values = {k: v for k, v in values.items() if k not in ("n_blocks", "chunk")}  # n_blocks, chunk: arguments
+    return target, {**values, **extra}
 
 
 class QuantumTrain(QTLearner):
@@ -70,9 +71,11 @@ class QuantumTrain(QTLearner):
         chunk: int = 1,
     ):
         if not callable(circuit):
-            circuit = partial(QuantumCircuit, n_blocks=int(n_blocks), **preset("circuit", circuit))
+            cls, kwargs = preset("circuit", circuit)
+            circuit = partial(cls, n_blocks=int(n_blocks), **kwargs)
         if not callable(mapping):
-            mapping = partial(WeightGenerator, **preset("mapping", mapping))
+            cls, kwargs = preset("mapping", mapping)
+            mapping = partial(cls, **kwargs)
         super().__init__(target, circuit=circuit, mapping=mapping, chunk=int(chunk))
 
 

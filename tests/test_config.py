@@ -180,7 +180,10 @@ def test_code_defaults_are_the_default_configs():
         node.pop("_partial_", None)
         if not cls.__module__.startswith("qt."):
             continue  # torch's optimizer: its defaults are torch's
-        params = inspect.signature(cls).parameters
+        params = {}  # the class's own defaults first, then its bases' (a subclass passing **common up)
+        for c in cls.__mro__:
+            if "__init__" in vars(c) and c is not object:
+                params = {**inspect.signature(c.__init__).parameters, **params}
         for key, value in node.items():
             if key in params and params[key].default is not inspect.Parameter.empty:
                 default = params[key].default

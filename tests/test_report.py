@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, TINY
 from qt.analysis.runs import COLUMNS, load_runs
 from qt.analysis.report import build_report, experiments_table, split_factors, varied_factors
+from qt.errors import QTError
 
 
 def multirun(sweep_dir, *overrides):
@@ -281,3 +282,31 @@ def test_equal_budget_controls_pair_and_the_small_network_is_compared_by_welch()
     half = stats.t.ppf(0.975, 2) * 0.01 / 3**0.5  # the small networks do not vary: Welch's interval is QT's own
     assert welch.ci_high == pytest.approx(half)
     assert "other network" not in comp.index  # a budget network is compared at its budget only
+
+
+def test_against_pairs_each_configuration_with_its_reference_by_seed():
+    """``qt.report --against partitions=1``: each other QT group minus the reference of its experiment and training."""
+    from qt.analysis.stats import AmbiguousRuns, comparisons
+
+    rows = [(_cfg(1e-2, s, circuit__partitions=1), "qt", s, acc) for s, acc in enumerate((0.97, 0.98, 0.99))]
+    rows += [(_cfg(1e-2, s, circuit__partitions=2), "qt", s, acc) for s, acc in enumerate((0.96, 0.96, 0.98))]
+    rows += [(_cfg(3e-3, s, circuit__partitions=4), "qt", s, 0.9) for s in range(3)]  # trained otherwise: no reference
+    df = _frame(rows)
+    df["partitions"] = [1] * 3 + [2] * 3 + [4] * 3
+    comp = comparisons(df, against={"partitions": "1"})
+    ref = comp[comp.control == "reference partitions=1"]
+    assert len(ref) == 1 and ref.partitions.iloc[0] == 2 and ref.n_qt.iloc[0] == 3
+    assert ref.diff_mean.iloc[0] == pytest.approx(-0.01333333) and ref.ci_low.iloc[0] < ref.diff_mean.iloc[0] < ref.ci_high.iloc[0]
+    # a second candidate reference (another mapping, same training) is refused, not picked
+    extra = _frame(rows + [({**_cfg(1e-2, s, circuit__partitions=1), "mapping": {"hidden": [4]}}, "qt", s, 0.5) for s in range(3)])
+    extra["partitions"] = [1] * 3 + [2] * 3 + [4] * 3 + [1] * 3
+    with pytest.raises(AmbiguousRuns, match="several reference groups"):
+        comparisons(extra, against={"partitions": "1"})
+    with pytest.raises(QTError, match="no such report column"):
+        comparisons(df, against={"partition": "1"})
+
+
+def test_report_cli_refuses_a_malformed_against(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "qt.report", str(tmp_path), "--out", str(tmp_path / "r"), "--against", "partitions"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --against partitions: give COLUMN=VALUE, e.g. --against partitions=1"

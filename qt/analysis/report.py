@@ -53,8 +53,8 @@ from qt.sweeps.study import make_storage
 #: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
 #: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
 FACTORS = [
-    "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "frozen",
-    "shots", "mapping_hidden", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "partitions", "frozen",
+    "shots", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]
@@ -238,9 +238,13 @@ def _comparison_rows(diff: pd.DataFrame, shown: list[str], who) -> list[list[str
              f"{rec['control_mean'] * 100:.2f}", _difference(rec)] for rec in diff.to_dict("records")]  # fmt: skip
 
 
+def _is_reference(diff: pd.DataFrame) -> pd.Series:
+    return diff.control.map(lambda c: str(c).startswith("reference "))
+
+
 def difference_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """QT minus each of its controls on test accuracy, seed-matched pairs, mean and 95 % t interval (qt.stats)."""
-    diff = diff[diff.comparison == "paired t"] if not diff.empty else diff
+    diff = diff[(diff.comparison == "paired t") & ~_is_reference(diff)] if not diff.empty else diff
     if diff.empty:
         return [], []
     shown = _shown(diff)
@@ -278,6 +282,17 @@ def other_target_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, _comparison_rows(diff, shown, lambda r: f"{r['control_model']} ({r['control_experiment']})")
 
 
+def reference_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Each QT group minus its reference configuration (``--against``), seed-matched pairs, 95 % t interval (qt.stats)."""
+    diff = diff[_is_reference(diff)] if not diff.empty else diff
+    if diff.empty:
+        return [], []
+    shown = _shown(diff)
+    header = [*shown, "trainable", "reference (trainable)", "pairs", "test acc %", "reference test acc %", "difference, points [95 % t interval]"]
+    rows = _comparison_rows(diff, shown, lambda r: f"{r['trainable_params']:,} | {r['control'][len('reference '):]} ({_fmt(r['control_params'])})")
+    return header, [[*row[: len(shown)], *row[len(shown)].split(" | ", 1), *row[len(shown) + 1 :]] for row in rows]
+
+
 #: the comparison sections of the report, in order: (heading, table from qt.analysis.stats.comparisons, how to read it)
 COMPARISON_SECTIONS = (
     ("QT against its controls", difference_table, "Each difference is QT minus the control on test accuracy, over the "
@@ -287,6 +302,10 @@ COMPARISON_SECTIONS = (
      "without entangling gates and HashedNets (paired by seed, t interval), and the small network trained directly at "
      "that budget (model=cnn_budget, its shape and lr searched: Welch's interval). The difference is QT minus the method, "
      "in points of test accuracy."),
+    ("Against a reference configuration (--against)", reference_table, "Each difference is the QT configuration minus "
+     "its reference (the QT group of the same experiment, dataset and training that matches every --against value) on "
+     "test accuracy, over the seeds both ran; the interval is the two-sided 95 % t interval of the mean paired "
+     "difference (qt/analysis/stats.py)."),
     ("QT against other networks trained directly", other_target_table, "Each difference is QT minus another target "
      "network trained directly on the same dataset (no pairs: a different network); the interval is Welch's two-sided "
      "95 % t interval for the difference of means (qt/analysis/stats.py)."),
@@ -483,7 +502,7 @@ def _render(i: int, caption: str, fig, out: Path, md: list[str], parts_html: lis
                    f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
 
 
-def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6) -> Path:
+def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6, against: dict[str, str] | None = None) -> Path:
     pyplot()  # off-screen before any figure
     out.mkdir(parents=True, exist_ok=True)
     df = load_runs(*inputs)
@@ -518,7 +537,7 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
-    diff = comparisons(df)
+    diff = comparisons(df, against=against)
     if not diff.empty:
         diff.to_csv(out / "comparisons.csv", index=False)
     for heading, table, how in COMPARISON_SECTIONS:
@@ -543,13 +562,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="report folder (report.md, report.html, plots, runs.csv)")
     parser.add_argument("--title", default="qt report")
     parser.add_argument("--curves", type=int, default=6, help="learning curves of the best N groups")
+    parser.add_argument("--against", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="compare each QT group with the reference configuration of its experiment that has these values "
+                        "(e.g. --against partitions=1, --against mapping_net=mlp; repeat for several columns)")
     args = parser.parse_args(argv)
+    bad = [a for a in args.against if "=" not in a]
+    if bad:
+        print(f"error: --against {bad[0]}: give COLUMN=VALUE, e.g. --against partitions=1", file=sys.stderr)
+        return 2
+    against = dict(a.split("=", 1) for a in args.against)
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         print(f"error: no such input: {', '.join(missing)}: pass run dirs, sweep dirs or Optuna .db files", file=sys.stderr)
         return 2
     try:
-        path = build_report(args.inputs, args.out, args.title, args.curves)
+        path = build_report(args.inputs, args.out, args.title, args.curves, against)
     except QTError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,8 +46,8 @@ from qt.errors import QTError
 TRAINING_PARTS = ("dataset", "model", "optimizer", "scheduler", "loss", "trainer")
 #: columns that describe a QT group in tables (description only: groups come from the configs)
 DESCRIBE = [
-    "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "shots", "mapping_hidden",
-    "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
+    "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "partitions", "shots", "mapping_net",
+    "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
     "loss", "clip_norm", "batch_size", "epochs", "trainable_params",
 ]  # fmt: skip
 
@@ -157,17 +157,22 @@ def paired_differences(df: pd.DataFrame, metric: str = "test_acc", level: float 
             if other.empty or qt.empty:
                 continue
             other = _one_per_seed(other, f"the {control} runs of QT group {_label(qt)}")
-            pairs = qt[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_qt", "_control"))
-            if pairs.empty:
-                continue
-            mean, low, high = t_interval(list(pairs[f"{metric}_qt"] - pairs[f"{metric}_control"]), level)
-            rows.append({
-                **_describe(qt), "group_key": key, "comparison": "paired t", "control": control,
-                "control_params": other.trainable_params.iloc[0], "n_qt": len(pairs), "n_control": len(pairs),
-                "qt_mean": pairs[f"{metric}_qt"].mean(), "control_mean": pairs[f"{metric}_control"].mean(),
-                "diff_mean": mean, "ci_low": low, "ci_high": high,
-            })  # fmt: skip
+            rows += _paired_row(qt, key, other, control, metric, level)
     return pd.DataFrame(rows)
+
+
+def _paired_row(qt: pd.DataFrame, key: str, other: pd.DataFrame, control: str, metric: str, level: float) -> list[dict]:
+    """The QT group minus ``other`` over the seeds both ran: mean and t interval (no row without a pair)."""
+    pairs = qt[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_qt", "_control"))
+    if pairs.empty:
+        return []
+    mean, low, high = t_interval(list(pairs[f"{metric}_qt"] - pairs[f"{metric}_control"]), level)
+    return [{
+        **_describe(qt), "group_key": key, "comparison": "paired t", "control": control,
+        "control_params": other.trainable_params.iloc[0], "n_qt": len(pairs), "n_control": len(pairs),
+        "qt_mean": pairs[f"{metric}_qt"].mean(), "control_mean": pairs[f"{metric}_control"].mean(),
+        "diff_mean": mean, "ci_low": low, "ci_high": high,
+    }]  # fmt: skip
 
 
 def _welch_rows(qt: pd.DataFrame, key: str, others: pd.DataFrame, control: str, metric: str, level: float) -> list[dict]:
@@ -205,8 +210,52 @@ def other_target_differences(df: pd.DataFrame, metric: str = "test_acc", level: 
     return _welch_against(df, metric, level, "other network", lambda d, q: d.budget.isna() & (d.dataset == q.dataset) & (d.model != q.model))
 
 
-def comparisons(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+def _same_value(column: pd.Series, value: str) -> pd.Series:
+    """Cells of ``column`` equal to ``value`` as typed on a command line (``1`` matches 1 and 1.0, ``null`` a missing cell)."""
+    if value in ("null", "None"):
+        return column.isna()
+    return column.map(lambda v: v is not None and not (isinstance(v, float) and math.isnan(v)) and _seed(v) == value)
+
+
+def reference_differences(df: pd.DataFrame, against: dict[str, str], metric: str = "test_acc", level: float = 0.95) -> pd.DataFrame:
+    """Each QT group against its reference configuration, paired by seed: the ablation comparisons (``qt.report --against``).
+
+    ``against`` names the reference by report columns (``{"partitions": "1"}``, ``{"mapping_net": "mlp"}``). A QT
+    group that is not the reference is compared with the one QT group of the same experiment, dataset and training
+    (``training_key``: data, target, optimizer, schedule, loss, trainer) that matches every ``against`` value; the
+    difference is the group minus the reference over the seeds both ran, with a t interval. Two candidate references
+    is an error naming them (pass fewer runs, or a narrower ``against``).
+    """
+    unknown = [c for c in against if c not in df.columns]
+    if unknown:
+        raise QTError(f"--against {unknown[0]}=...: no such report column; use one of {', '.join(c for c in DESCRIBE if c in df.columns)} or mapping_net")
+    done = _completed(df, metric)
+    groups = qt_groups(df, metric)
+    rows = []
+    for key, qt in groups:
+        first = qt.iloc[0]
+        if all(bool(_same_value(qt[c].iloc[:1], v).iloc[0]) for c, v in against.items()):
+            continue  # a reference itself
+        same = (done.variant == "qt") & (done.training_key == first.training_key) & (done.dataset == first.dataset)
+        if "experiment" in done.columns:
+            same &= done.experiment.map(str) == str(first.get("experiment"))
+        for c, v in against.items():
+            same &= _same_value(done[c], v)
+        refs = done[same]
+        if refs.empty:
+            continue
+        if refs.group_key.nunique() > 1:
+            names = "; ".join(sorted(str(g.run_dir.min()) for _, g in refs.groupby("group_key")))
+            raise AmbiguousRuns(f"QT group {_label(qt)} has several reference groups for --against ({names}): pass fewer runs or name the reference by more columns")
+        ref = _one_per_seed(refs, f"the reference runs of QT group {_label(qt)}")
+        rows += _paired_row(qt, key, ref, "reference " + ", ".join(f"{c}={v}" for c, v in against.items()), metric, level)
+    return pd.DataFrame(rows)
+
+
+def comparisons(df: pd.DataFrame, metric: str = "test_acc", level: float = 0.95, against: dict[str, str] | None = None) -> pd.DataFrame:
     """Every comparison of the report, one row per QT group x comparison (``comparisons.csv``)."""
     frames = [f(df, metric, level) for f in (paired_differences, equal_budget_differences, other_target_differences)]
+    if against:
+        frames.append(reference_differences(df, against, metric, level))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from qt.core.checks import choice, whole
+from qt.core.checks import choice, number, whole
 from qt.errors import ConfigError
 from qt.core.targets import make_activation
 
@@ -150,8 +150,32 @@ class TensorScale(nn.Module):
         # saved with the learner (init mode): std0 is measured from random draws, so a learner rebuilt
         # elsewhere (export, a notebook) must take the training run's values, not draw its own
         self.register_buffer("gain_unit", torch.tensor(units_of_gain), persistent=mode == "init")
+        # a large target: per tensor, as (units, fan-in) views with contiguous reductions, a few ops per tensor
+        # instead of gathers and scatters over every weight (the same result; a test checks it)
+        self.sizes, self.units = sizes, units
+        self.by_tensor = sum(sizes) >= self.BY_TENSOR
+
+    #: weights from which :meth:`forward` works tensor by tensor (below: segment sums, a fixed dozen ops)
+    BY_TENSOR = 100_000
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.by_tensor:
+            return self.forward_by_tensor(w)
+        return self.forward_segments(w)
+
+    def forward_by_tensor(self, w: torch.Tensor) -> torch.Tensor:
+        gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
+        out = []
+        for i, (t, u) in enumerate(zip(torch.split(w, self.sizes), self.units)):
+            z = t.view(u, -1)
+            z = z - z.mean(1, keepdim=True)
+            if self.center_columns and u > 1:
+                z = z - z.mean(0, keepdim=True)
+            var = (z * z).mean()
+            out.append((z * (gain[i] / (var + self.eps).sqrt()) + self.offset[i].to(w.dtype)).reshape(-1))
+        return torch.cat(out)
+
+    def forward_segments(self, w: torch.Tensor) -> torch.Tensor:
         seg, counts, unit = self.segment, self.counts.to(w.dtype), self.unit
         mean = w.new_zeros(len(self.unit_counts)).index_add(0, unit, w) / self.unit_counts.to(w.dtype)
         z = w - mean[unit]  # a tensor's units all centred -> the tensor is centred too
@@ -164,25 +188,104 @@ class TensorScale(nn.Module):
         return z * (gain / (var + self.eps).sqrt())[seg] + self.offset.to(w.dtype)[seg]
 
 
-class WeightGenerator(nn.Module):
+class MPS(nn.Module):
+    """A matrix product state over ``n_inputs`` scalar inputs with ``n_outputs`` outputs (open boundaries).
+
+    f_c(x) = e0^T A_1(x_1) ... A_s(x_s) O_c A_{s+1}(x_{s+1}) ... A_m(x_m) e0, with one core per input,
+    A_i(x) = W_i[0] + x W_i[1] (each input embedded as the feature vector phi(x) = (1, x)), the
+    output core O (n_outputs, chi, chi) at site s = m // 2 and fixed boundary vectors e0 = (1, 0, ..., 0).
+
+    This is the model class of TorchMPS's ``MPS(input_dim, output_dim, bond_dim)`` (jemisjoky/TorchMPS,
+    ``torchmps/torchmps.py``: default embedding (x, 1 - x), output core at ``input_dim // 2``, fixed
+    edge vectors e0), which Photonic Quantum-Train uses as its mapping: the cores there act on
+    (x, 1 - x) and carry a bias matrix, which spans the same matrices as (1, x); here without the
+    redundant third matrix, 2 chi^2 parameters per input and n_outputs chi^2 for the output core.
+    Initialised near the identity (as TorchMPS): W_i[0] = I + noise, W_i[1] = noise, O_c = I + noise,
+    noise ~ N(0, init_std^2).
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int = 1, bond_dim: int = 4, init_std: float = 0.1):
+        super().__init__()
+        chi = whole(bond_dim, "mapping.bond_dim", hint="e.g. mapping.bond_dim=4")
+        init_std = number(init_std, "mapping.init_std", hint="noise around the identity at initialisation, e.g. 0.1")
+        self.site = int(n_inputs) // 2
+        eye = torch.eye(chi)
+        cores = torch.randn(int(n_inputs), 2, chi, chi) * init_std
+        cores[:, 0] += eye
+        self.cores = nn.Parameter(cores)
+        self.output = nn.Parameter(eye + torch.randn(int(n_outputs), chi, chi) * init_std)
+
+    @property
+    def bond_dim(self) -> int:
+        return self.output.shape[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(rows, n_inputs) -> (rows, n_outputs), contracted from both ends towards the output core."""
+        chi, rows = self.bond_dim, x.shape[0]
+        cores = self.cores.to(x.dtype)
+        left = x.new_zeros(rows, chi)
+        left[:, 0] = 1
+        right = left.clone()
+        for i in range(self.site):  # left (rows, chi) <- left A_i(x_i): both matrices in one matmul
+            both = (left @ cores[i].permute(1, 0, 2).reshape(chi, 2 * chi)).view(rows, 2, chi)
+            left = both[:, 0] + x[:, i : i + 1] * both[:, 1]
+        for i in range(cores.shape[0] - 1, self.site - 1, -1):  # right <- A_i(x_i) right
+            both = (right @ cores[i].transpose(1, 2).permute(1, 0, 2).reshape(chi, 2 * chi)).view(rows, 2, chi)
+            right = both[:, 0] + x[:, i : i + 1] * both[:, 1]
+        return torch.einsum("ra,cab,rb->rc", left, self.output.to(x.dtype), right)
+
+    def on_basis(self, n_qubits: int, values: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on the rows [bits(i), x_i] of every basis state i < len(x), inputs n + 1, in O(2^n chi).
+
+        The bits of basis states enumerate every prefix and suffix, so the left environments of
+        all 2^s prefixes (sites before the output core) and the right environments of all
+        suffixes are built as trees (2^k chi^2 work at depth k); the last site, x, enters
+        linearly: R(suffix, x) = U(suffix) + x V(suffix). Then f_c(i) = L O_c U + x_i L O_c V
+        for all i at once: two (2^s x chi)(chi x 2^(n-s)) products per output. The same
+        function as :meth:`forward` on those rows (a test checks it), without its n chi^2
+        work per row. ``values``: the numbers a bit 0 and a bit 1 enter as.
+        """
+        chi, dtype = self.bond_dim, x.dtype
+        cores, site = self.cores.to(dtype), self.site
+        if cores.shape[0] != n_qubits + 1 or not 0 < site <= n_qubits:
+            raise ValueError(f"an MPS over {cores.shape[0]} inputs with its output at site {site} does not take n = {n_qubits} bits + x")
+        v0, v1 = values
+        mats = torch.stack([cores[:, 0] + v0 * cores[:, 1], cores[:, 0] + v1 * cores[:, 1]], dim=1)  # (sites, 2, chi, chi)
+        left = x.new_zeros(1, chi)
+        left[0, 0] = 1
+        for i in range(site):  # prefix index = prefix * 2 + bit (wire 0 most significant); one matmul per site
+            left = (left @ mats[i].permute(1, 0, 2).reshape(chi, 2 * chi)).reshape(-1, chi)
+        e0 = x.new_zeros(chi)
+        e0[0] = 1
+        right = torch.stack([cores[-1, 0] @ e0, cores[-1, 1] @ e0])[:, None]  # (U, V) over the empty suffix
+        for i in range(n_qubits - 1, site - 1, -1):  # suffix index = bit * 2^len + suffix
+            both_bits = (right.reshape(-1, chi) @ mats[i].permute(2, 0, 1).reshape(chi, 2 * chi)).view(2, -1, 2, chi)
+            right = both_bits.transpose(1, 2).reshape(2, -1, chi)
+        env = torch.matmul(left, self.output.to(dtype))  # (outputs, prefixes, chi)
+        both = torch.matmul(env[:, None], right.transpose(1, 2)[None])  # (outputs, U|V, prefixes, suffixes)
+        xs = torch.nn.functional.pad(x, (0, 2**n_qubits - x.shape[0]))
+        out = both[:, 0].reshape(both.shape[0], -1) + xs * both[:, 1].reshape(both.shape[0], -1)
+        return out[:, : x.shape[0]].T
+
+
+class MappingBase(nn.Module):
     """Probabilities of the used basis states -> the flat weight vector of the target.
 
-    For basis state i (i < ceil(M / chunk)) the MLP sees [bits(i), x_i] where x_i is p_i, or
-    its rescaled form (:func:`rescale_probs`) when ``rescale`` is on, and emits ``chunk``
-    weights. The first M outputs are the target's weights. ``scale="none"``: ``center``
-    subtracts their mean (the authors' generation); ``scale="init"`` or ``"tensor"``: each
-    target tensor gets its own scale and a learnable gain (:class:`TensorScale`, needs
-    ``shapes``, the target's parameter shapes in order, and for ``init`` its ``init_stats``).
-    With ``chunk > 1`` and ``scale="init"``, each of the ``chunk`` outputs is first centred
-    over the basis states, so that no offset repeats with period ``chunk`` through the weights.
+    For basis state i (i < ceil(M / chunk)) the network (:meth:`network`, the subclass's) sees
+    [bits(i), x_i] where x_i is p_i, or its rescaled form (:func:`rescale_probs`) when
+    ``rescale`` is on, and emits ``chunk`` weights. The first M outputs are the target's
+    weights. ``scale="none"``: ``center`` subtracts their mean (the authors' generation);
+    ``scale="init"`` or ``"tensor"``: each target tensor gets its own scale and a learnable
+    gain (:class:`TensorScale`, needs ``shapes``, the target's parameter shapes in order, and
+    for ``init`` its ``init_stats``). With ``chunk > 1`` and ``scale="init"``, each of the
+    ``chunk`` outputs is first centred over the basis states, so that no offset repeats with
+    period ``chunk`` through the weights.
     """
 
     def __init__(
         self,
         n_qubits: int,
         n_weights: int,
-        hidden: Sequence[int] = (20, 20),
-        activation: str = "relu",
         chunk: int = 1,
         rescale: bool = True,
         gamma: float = 0.1,
@@ -202,7 +305,6 @@ class WeightGenerator(nn.Module):
             raise ConfigError(f"{self.n_qubits} qubits give {2**self.n_qubits} states, fewer than the {self.n_states} needed")
         self.rescale, self.center = bool(rescale), bool(center)
         self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
-        self.mlp = MappingModel(self.n_qubits, hidden, activation, self.chunk)
         self.register_buffer("bits", basis_bits(self.n_qubits, self.n_states, bool(signed_bits)), persistent=False)
         choice(scale, "mapping.scale", SCALES)
         self.scale: TensorScale | None = None
@@ -212,13 +314,60 @@ class WeightGenerator(nn.Module):
                 raise ConfigError(f"mapping.scale={scale} needs the target's parameter shapes (qt passes them)")
             self.scale = TensorScale(shapes, scale, init_stats)
 
+    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Rows [bits(i), x_i] of the basis states i < ``n_states``: (states, n) and (states,) -> (states, chunk)."""
+        raise NotImplementedError
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         p = probs[: self.n_states].to(self.bits.dtype)
         x = rescale_probs(p, self.n_qubits, self.gamma, self.beta, self.alpha) if self.rescale else p
-        out = self.mlp(torch.cat([self.bits, x[:, None]], dim=1))
+        out = self.network(self.bits, x)
         if self.center_chunks:
             out = out - out.mean(0)
         w = out.reshape(-1)[: self.n_weights]
         if self.scale is not None:
             return self.scale(w)  # standardises each tensor: a global centring first would change nothing
         return w - w.mean() if self.center else w
+
+
+class WeightGenerator(MappingBase):
+    """The MLP mapping (``mapping=medium`` etc.): :class:`MappingModel` [n+1 -> hidden... -> chunk].
+
+    ``common``: :class:`MappingBase`'s options (chunk, rescaling, bits, centring, scale).
+    """
+
+    def __init__(self, n_qubits: int, n_weights: int, hidden: Sequence[int] = (20, 20), activation: str = "relu", **common):
+        super().__init__(n_qubits, n_weights, **common)
+        self.mlp = MappingModel(self.n_qubits, hidden, activation, self.chunk)
+
+    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([bits, x[:, None]], dim=1))
+
+
+class MPSWeightGenerator(MappingBase):
+    """The tensor-network mapping (``mapping=mps``): an :class:`MPS` over the n + 1 inputs with ``chunk`` outputs
+    (Liu, Lin and Chen, arXiv 2409.06992; Photonic Quantum-Train, arXiv 2505.08474).
+
+    Bits enter as {-1, +1} by default (``signed_bits``, as the photonic code's index bits).
+    ``common``: :class:`MappingBase`'s other options.
+    """
+
+    def __init__(self, n_qubits: int, n_weights: int, bond_dim: int = 4, init_std: float = 0.1, signed_bits: bool = True, **common):
+        super().__init__(n_qubits, n_weights, signed_bits=signed_bits, **common)
+        self.mps = MPS(self.n_qubits + 1, self.chunk, bond_dim, init_std)
+        self.bit_values = (-1.0, 1.0) if signed_bits else (0.0, 1.0)
+
+    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # the rows are [bits(i), x_i] for i = 0, 1, ...: contracted over all basis states at once, bits implied
+        return self.mps.on_basis(self.n_qubits, self.bit_values, x)
+
+
+def mapping_size(mapping: dict, n_qubits: int, chunk: int) -> tuple[int, int]:
+    """(parameters, activation bytes over all 2^n basis states) of a mapping config, before building it."""
+    if str(mapping.get("_target_", "")).endswith("MPSWeightGenerator"):
+        chi, sites = int(mapping.get("bond_dim", 4)), n_qubits + 1
+        # per site kept for backward: the (rows, 2 chi) product and the (rows, chi) vector, and their gradients
+        return sites * 2 * chi * chi + chunk * chi * chi, 2**n_qubits * sites * 3 * chi * 4 * 3
+    hidden = [int(h) for h in mapping.get("hidden", [])]
+    widths = [n_qubits + 1, *hidden, int(chunk)]
+    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:])), activation_bytes(n_qubits, hidden, chunk)

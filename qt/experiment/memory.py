@@ -9,7 +9,7 @@ Counted (float32 unless the circuit's dtype says otherwise):
 * the circuit: its simulation (state and what autograd keeps, :func:`estimate_memory_bytes`)
   and its angles with gradients and optimizer state;
 * the mapping: its parameters with gradients and optimizer state, and its activations over
-  every basis state (:func:`activation_bytes`).
+  every basis state (:func:`~qt.core.mapping.mapping_size`).
 
 An estimate, not a bound: allocator overheads and the dataset (loaded already) are not in it,
 so a run is refused above 90 % of the free memory.
@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from qt.core.mapping import activation_bytes, qubits_for
+from qt.core.mapping import mapping_size, qubits_for
 from qt.core.quantum.ansatz import build_ansatz
 from qt.core.quantum.circuit import estimate_memory_bytes, resolve_backend
 from qt.core.targets import count_weights
@@ -93,14 +93,13 @@ def estimate_bytes(cfg: DictConfig, target: nn.Module, per_image: int, device: t
     circuit["backend"] = resolve_backend(circuit.get("backend", "auto"), device)
     angles = build_ansatz(
         circuit.get("rotation", "RY"), circuit.get("entangler", "CNOT"), circuit.get("layout", "chain"), n_qubits,
-        circuit.get("n_blocks", 1), entangle=bool(circuit.get("entangle", True)),
+        circuit.get("n_blocks", 1), entangle=bool(circuit.get("entangle", True)), partitions=circuit.get("partitions", 1),
     ).n_params  # fmt: skip
-    widths = [n_qubits + 1, *[int(h) for h in cfg.mapping.get("hidden", [])], chunk]
-    mapping_params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    mapping_params, mapping_activations = mapping_size(OmegaConf.to_container(cfg.mapping, resolve=True), n_qubits, chunk)
     parts["circuit simulation"] = estimate_memory_bytes(n_qubits=n_qubits, **{k: v for k, v in circuit.items() if k != "_target_"})
     parts["circuit angles"] = (8 if circuit.get("dtype") == "float64" else 4) * angles * (2 + slots)
     parts["mapping parameters"] = 4 * mapping_params * (2 + slots)
-    parts["mapping activations"] = activation_bytes(n_qubits, cfg.mapping.get("hidden", []), chunk)
+    parts["mapping activations"] = mapping_activations
     return parts
 
 

@@ -159,6 +159,7 @@ def check_values(cfg: DictConfig) -> None:
     if cfg.mode == "qt":  # the rules the circuit and the mapping apply when built
         check_blocks(cfg.circuit.get("n_blocks"))
         flag(cfg.circuit.get("entangle", True), "circuit.entangle", hint="false is variant=no_entanglement")
+        whole(cfg.circuit.get("partitions", 1), "circuit.partitions", hint="1 (one circuit) up to the number of qubits")
         number(cfg.circuit.get("init_scale", 1.0), "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
         whole(cfg.mapping.get("chunk", 1), "mapping.chunk", hint="K target weights per basis state")
         for width in cfg.mapping.get("hidden") or []:

@@ -21,7 +21,11 @@ runs in this same process. Rows are measured with 1 torch thread and with ``--th
    (``experiment=fmnist_large``, 222,986 weights) at ``mapping.chunk`` 1 to 256, and of
    wider versions of it that need 19 and 20 qubits at chunk 1, vs the classical step of
    the same target (interleaved, same process), with the process's peak resident memory;
-   each row in a fresh subprocess.
+   each row in a fresh subprocess;
+6. ``partitions`` (not in the default run): the same step at chunk 1 with 18, 19 and 20
+   qubits, the circuit one circuit or split into K = 2 and 3 sub-circuits
+   (``circuit.partitions``), vs the classical step of the same target, each row in a fresh
+   subprocess with its peak memory.
 """
 
 from __future__ import annotations
@@ -62,6 +66,15 @@ _LARGE = ["experiment=fmnist_large", "max_trainable_params=null"]
 LARGE = {
     **{f"chunk {c}": [*_LARGE, f"mapping.chunk={c}"] for c in (1, 4, 16, 64, 256)},
     **{f"hidden [{h}, 64], chunk 1": [*_LARGE, "mapping.chunk=1", f"model.hidden=[{h},64]"] for h in (256, 512)},
+}
+#: the partitions rows: the large target at chunk 1 (18 qubits) and its 19- and 20-qubit widenings, K = 1, 2, 3
+#: sub-circuits, with the experiment's MLP mapping and with the MPS mapping (contracted over all basis states at once)
+_WIDTHS = {18: [], 19: ["model.hidden=[256,64]"], 20: ["model.hidden=[512,64]"]}
+PARTITIONS = {
+    f"{n} qubits, K={k}, {name}": [*_LARGE, "mapping.chunk=1", *extra, f"circuit.partitions={k}", *mapping]
+    for name, mapping in (("mlp", []), ("mps", ["mapping=mps"]))
+    for n, extra in _WIDTHS.items()
+    for k in (1, 2, 3)
 }
 
 
@@ -207,9 +220,9 @@ def _large_child(overrides: list[str], repeats: int) -> None:
     print(json.dumps({**{k: table_[k] for k in keys}, "qt_ms": t["qt"], "classical_ms": t["classical"], "peak_mib": peak / 1024}))
 
 
-def section_large(repeats: int) -> str:
+def section_large(repeats: int, rows_: dict[str, list[str]] | None = None, title: str | None = None) -> str:
     rows = []
-    for label, overrides in LARGE.items():
+    for label, overrides in (rows_ or LARGE).items():
         cmd = [sys.executable, "-m", "qt.bench", "--_child-large", json.dumps(overrides), "--repeats", str(repeats), "--threads", "1"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         if out.returncode != 0:
@@ -221,7 +234,8 @@ def section_large(repeats: int) -> str:
             f"{r['classical_ms']:.1f}", f"{r['qt_ms'] / r['classical_ms']:.2f}", f"{r['peak_mib']:,.0f}",
         ])  # fmt: skip
     header = ["experiment=fmnist_large", "target weights", "qubits", "trainable", "QT step ms", "classical ms", "QT / classical", "peak RSS MiB"]
-    return table("Large target: training step, batch 128, 1 thread (median ms, interleaved); process peak memory", header, rows)
+    title = title or "Large target: training step, batch 128, 1 thread (median ms, interleaved); process peak memory"
+    return table(title, header, rows)
 
 
 def recipe_learner(overrides: list[str]) -> Learner:
@@ -335,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
-    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run (also: large)")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run (also: large, partitions)")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
     parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -364,4 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(section_breakdown(args.repeats), flush=True)
     if "large" in sections:
         print(section_large(args.repeats), flush=True)
+    if "partitions" in sections:
+        title = "Distributed circuit (circuit.partitions=K): large target at chunk 1, training step, batch 128, 1 thread; process peak memory"
+        print(section_large(args.repeats, PARTITIONS, title), flush=True)
     return 0

@@ -65,11 +65,17 @@ class Layer:
 
 @dataclass(frozen=True)
 class Ansatz:
-    """A block of layers repeated ``n_blocks`` times on ``n_qubits`` qubits."""
+    """A block of layers repeated ``n_blocks`` times on ``n_qubits`` qubits.
+
+    ``groups``: (first wire, qubits) of each sub-circuit of a distributed ansatz
+    (``circuit.partitions``): no gate crosses a group, so the circuit is the tensor product
+    of the sub-circuits (:meth:`parts`); empty for one circuit.
+    """
 
     n_qubits: int
     n_blocks: int
     block: tuple[Layer, ...]
+    groups: tuple[tuple[int, int], ...] = ()
 
     @property
     def param_layers(self) -> tuple[Layer, ...]:
@@ -89,6 +95,24 @@ class Ansatz:
         """True when every gate is real, so the state vector stays real."""
         return all(layer.gate in ("RY", "CNOT") for layer in self.block)
 
+    def parts(self) -> list[tuple[Ansatz, list[slice]]]:
+        """Per sub-circuit (``groups``): its ansatz on its own wires (renumbered from 0) and, per
+        angle tensor of the whole ansatz, the slice of its gates that sub-circuit owns (empty
+        slices dropped, so the list matches the sub-ansatz's own angle tensors). One circuit: itself."""
+        if len(self.groups) <= 1:
+            return [(self, [slice(None)] * len(self.param_layers))]
+        out = []
+        for start, size in self.groups:
+            inside = [[j for j, w in enumerate(layer.wires) if all(start <= q < start + size for q in w)] for layer in self.block]
+            block = tuple(
+                Layer(layer.gate, tuple(tuple(q - start for q in layer.wires[j]) for j in idx))
+                for layer, idx in zip(self.block, inside)
+            )
+            # each group's gates are contiguous in every layer (the layers are concatenations of the groups')
+            slices = [slice(idx[0], idx[-1] + 1) for layer, idx in zip(self.block, inside) if layer.n_params and idx]
+            out.append((Ansatz(n_qubits=size, n_blocks=self.n_blocks, block=block), slices))
+        return out
+
 
 def entangler_pairs(n_qubits: int, layout: str) -> tuple[tuple[int, int], ...]:
     """(control, target) pairs of an entangling layer."""
@@ -100,12 +124,40 @@ def entangler_pairs(n_qubits: int, layout: str) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def build_ansatz(rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int, entangle: bool = True) -> Ansatz:
+def group_sizes(n_qubits: int, partitions: int) -> list[int]:
+    """Qubits per sub-circuit: ``partitions`` contiguous groups as equal as possible, the larger first."""
+    q, r = divmod(int(n_qubits), int(partitions))
+    return [q + (1 if i < r else 0) for i in range(int(partitions))]
+
+
+def build_ansatz(
+    rotation: str, entangler: str, layout: str, n_qubits: int, n_blocks: int, entangle: bool = True, partitions: int = 1
+) -> Ansatz:
     """The single definition of every qt ansatz: [rotation on all qubits, entangler on layout] x n_blocks.
 
     ``entangle=False``: the entangling layer removed (CNOT) or un-controlled (CU3 -> U3 on its
     target wire), the same parameter count without entanglement (module docstring).
+
+    ``partitions=K`` (the distributed ansatz of Liu, Lin and Chen, arXiv 2409.06992): the same
+    ansatz built on each of K contiguous qubit groups (:func:`group_sizes`), side by side, each
+    with its own angles; no gate crosses a group. For a chain that is the one-circuit ansatz
+    with the entangling gates across group boundaries removed; a ring closes within each
+    group. ``partitions=1`` is the one-circuit ansatz itself.
     """
+    partitions = whole(partitions, "circuit.partitions", hint="1 (one circuit) up to the number of qubits")
+    if partitions > 1:
+        if partitions > int(n_qubits):
+            raise ConfigError(f"circuit.partitions={partitions} but the circuit has {int(n_qubits)} qubits: use 1 to {int(n_qubits)}")
+        subs, start, groups = [], 0, []
+        for size in group_sizes(n_qubits, partitions):
+            subs.append(build_ansatz(rotation, entangler, layout, size, n_blocks, entangle))
+            groups.append((start, size))
+            start += size
+        block = tuple(
+            Layer(layers[0].gate, tuple(tuple(q + s for q in w) for layer, (s, _) in zip(layers, groups) for w in layer.wires))
+            for layers in zip(*(sub.block for sub in subs))
+        )
+        return Ansatz(n_qubits=int(n_qubits), n_blocks=subs[0].n_blocks, block=block, groups=tuple(groups))
     if rotation not in ROTATIONS:
         raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
     if entangler not in ENTANGLERS:

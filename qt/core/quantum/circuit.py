@@ -9,7 +9,7 @@ from torch import nn
 
 from qt.core.checks import flag, number
 from qt.errors import ConfigError
-from qt.core.quantum.ansatz import build_ansatz
+from qt.core.quantum.ansatz import build_ansatz, group_sizes
 from qt.core.quantum.fused_backend import FusedStatevector
 from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
 
@@ -25,6 +25,10 @@ class QuantumCircuit(nn.Module):
     keeps them fixed at that initialisation (the frozen-circuit control). With ``shots=N``
     training sees N-shot estimates of the probabilities (:func:`sample_probs`); evaluation
     and export (eval mode) use the exact distribution, the infinite-shot limit.
+
+    ``partitions=K``: K sub-circuits on disjoint qubit groups (:func:`~qt.core.quantum.ansatz.build_ansatz`),
+    each simulated alone (cost sum of 2^(n_k), not 2^n); the n-qubit probabilities are the
+    Kronecker product of theirs (:class:`Partitioned`).
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class QuantumCircuit(nn.Module):
         freeze: bool = False,
         group_size: int | None = None,
         shots: int | None = None,
+        partitions: int = 1,
     ):
         super().__init__()
         if shots is not None and int(shots) < 1:
@@ -52,7 +57,7 @@ class QuantumCircuit(nn.Module):
             raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
         init_scale = number(init_scale, "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
         entangle = flag(entangle, "circuit.entangle", hint="false is variant=no_entanglement")
-        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=entangle)
+        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=entangle, partitions=partitions)
         self.backend_name = backend
         self.dtype = DTYPES[dtype]
         self.angles = nn.ParameterList(
@@ -74,6 +79,8 @@ class QuantumCircuit(nn.Module):
 
 def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | None = None):
     """The object whose ``probs(angles)`` simulates ``ansatz`` on ``backend``."""
+    if len(ansatz.groups) > 1:
+        return Partitioned(ansatz, backend, dtype, group_size)
     if backend in ("default.qubit", "lightning.qubit"):
         from qt.core.quantum.pennylane_backend import PennyLaneBackend
 
@@ -83,6 +90,31 @@ def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | N
     if backend == "fused":
         return FusedStatevector(ansatz, dtype=dtype)
     return ByDevice(ansatz, dtype, group_size)
+
+
+class Partitioned:
+    """A distributed ansatz: each sub-circuit simulated alone on ``backend``, the probabilities combined.
+
+    Sub-circuit k acts on wires ``groups[k]``, wire 0 most significant, so the probability of
+    basis state i = (i_0, ..., i_{K-1}) (the bits of each group in turn) is the product of the
+    sub-circuits' p_k(i_k): the Kronecker product p_0 (x) p_1 (x) ... (x) p_{K-1}, itself a
+    probability distribution over the 2^n basis states (the distribution of the product state
+    the K circuits prepare). Photonic Quantum-Train (arXiv 2505.08474) divides each sub-distribution
+    by its mean before the outer product; that is 2^n times this, a constant qt's rescaling
+    (``gamma * 2^(n-1) * p``) absorbs.
+    """
+
+    def __init__(self, ansatz, backend: str, dtype: torch.dtype, group_size: int | None):
+        self.ansatz = ansatz
+        self.parts = [(make_simulator(sub, backend, dtype, group_size), slices) for sub, slices in ansatz.parts()]
+
+    def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
+        out = None
+        for simulator, slices in self.parts:
+            # each sub-circuit's gates are a contiguous slice of every angle tensor (views: one autograd graph)
+            p = simulator.probs([a[:, s] for a, s in zip(angles, slices)])
+            out = p if out is None else (out[:, None] * p[None, :]).reshape(-1)
+        return out
 
 
 class ByDevice:
@@ -131,6 +163,7 @@ def estimate_memory_bytes(
     backend: str = "fused",
     dtype: str = "float32",
     group_size: int | None = None,
+    partitions: int = 1,
     **_: object,
 ) -> int:
     """Peak memory of one differentiable simulation: the state times the tensors autograd keeps.
@@ -138,6 +171,10 @@ def estimate_memory_bytes(
     Takes the circuit config's keys, so it can be checked before anything is allocated
     (``backend`` as resolved for the device: see :func:`resolve_backend`).
     """
+    if int(partitions) > 1:  # each sub-circuit alone, then the Kronecker products (the last one 2^n) and their gradients
+        kw = dict(rotation=rotation, entangler=entangler, layout=layout, entangle=entangle, backend=backend, dtype=dtype, group_size=group_size)
+        subs = sum(estimate_memory_bytes(k, n_blocks, **kw) for k in group_sizes(n_qubits, int(partitions)))
+        return subs + 2**n_qubits * (8 if dtype == "float64" else 4) * 4
     a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=bool(entangle))
     wide = 2 if dtype == "float64" else 1
     if backend in ("fused", "auto"):
