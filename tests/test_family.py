@@ -148,3 +148,39 @@ def test_the_library_takes_the_new_options_by_name():
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     medium_16 = QuantumTrain(target, n_blocks=2, mapping="medium_16").mapping  # an option that extends another
     assert isinstance(medium_16, WeightGenerator) and medium_16.mlp.net[0].out_features == 16
+
+
+def test_large_rescaling_has_autograds_values_and_gradient():
+    """From LARGE states on, rescale_probs' hand-written gradient: the same forward bit for bit, the same gradient."""
+    from qt.core.mapping import LARGE
+
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(2 * LARGE, dtype=torch.float64), 0)
+    p[5] = 0  # clamped below 1e-12: no gradient either way
+    fast, plain = p.clone().requires_grad_(True), p.clone().requires_grad_(True)
+    w = torch.randn(2 * LARGE, dtype=torch.float64)
+    x_fast = rescale_probs(fast, 18, 0.1, 0.8, 0.3)
+    x = (0.8 * torch.tanh(0.1 * 2**17 * plain)).clamp_min(1e-12) ** 0.3
+    x_plain = x - x.mean()  # autograd's own
+    assert x_fast.grad_fn.name() != x_plain.grad_fn.name() and torch.equal(x_fast.detach(), x_plain.detach())
+    (x_fast * w).sum().backward()
+    (x_plain * w).sum().backward()
+    assert torch.allclose(fast.grad, plain.grad, rtol=1e-12, atol=0) and fast.grad[5] == 0
+
+
+def test_mps_over_many_basis_states_has_the_row_by_row_gradient():
+    """From LARGE states on, on_basis's last step has a hand-written gradient: equal to autograd's through the rows."""
+    from qt.core.mapping import LARGE
+
+    torch.manual_seed(0)
+    n, count = 17, LARGE + 7
+    fast, rows_mps = MPS(n + 1, 2, bond_dim=3, init_std=0.3).double(), MPS(n + 1, 2, bond_dim=3).double()
+    rows_mps.load_state_dict(fast.state_dict())
+    x = torch.randn(count, dtype=torch.float64)
+    x_fast, x_rows = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    w = torch.randn(count, 2, dtype=torch.float64)
+    (fast.on_basis(n, (-1.0, 1.0), x_fast) * w).sum().backward()
+    (rows_mps(torch.cat([basis_bits(n, count, True).double(), x_rows[:, None]], dim=1)) * w).sum().backward()
+    assert torch.allclose(x_fast.grad, x_rows.grad, rtol=1e-9, atol=1e-12)
+    for a, b in zip(fast.parameters(), rows_mps.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-9, atol=1e-9)

@@ -29,13 +29,42 @@ def activation_bytes(n_qubits: int, hidden: Sequence[int], chunk: int) -> int:
     return 2**n_qubits * widths * 4 * 3
 
 
+#: generated weights (or basis states) from which a step takes the large-target paths: hand-written gradients and
+#: per-tensor views, the same values in fewer passes over memory (below, autograd's own: today's results bit for bit)
+LARGE = 100_000
+
+
 def rescale_probs(p: torch.Tensor, n_qubits: int, gamma: float, beta: float, alpha: float) -> torch.Tensor:
     """x = (beta * tanh(gamma * 2^(n-1) * p))^alpha - mean(x), the authors' rescaling.
 
     Basis probabilities are ~2^-n; the factor 2^(n-1) brings them to O(1) whatever n is.
+    From :data:`LARGE` states on, the gradient is written out (:class:`_Rescale`: the same
+    forward ops, a third of autograd's passes in backward).
     """
+    if p.numel() >= LARGE and torch.is_grad_enabled() and p.requires_grad:
+        return _Rescale.apply(p, gamma * 2 ** (n_qubits - 1), beta, alpha)
     x = (beta * torch.tanh(gamma * 2 ** (n_qubits - 1) * p)).clamp_min(1e-12) ** alpha
     return x - x.mean()
+
+
+class _Rescale(torch.autograd.Function):
+    """:func:`rescale_probs` with its gradient by hand: dx/dp = (g - mean g) * alpha * y / u * beta * s * (1 - t^2)."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, s: float, beta: float, alpha: float) -> torch.Tensor:
+        t = torch.tanh(s * p)
+        u = (beta * t).clamp_min_(1e-12)
+        y = u**alpha
+        ctx.save_for_backward(t, u, y)
+        ctx.constants = (s, beta, alpha)
+        return y - y.mean()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        t, u, y = ctx.saved_tensors
+        s, beta, alpha = ctx.constants
+        g = (g - g.mean()).mul_(y).div_(u).mul_(alpha * beta * s).masked_fill_(u <= 1e-12, 0)  # clamped: no gradient
+        return g.mul_(1 - t * t), None, None, None
 
 
 def basis_bits(n_qubits: int, count: int, signed: bool) -> torch.Tensor:
@@ -153,10 +182,7 @@ class TensorScale(nn.Module):
         # a large target: per tensor, as (units, fan-in) views with contiguous reductions, a few ops per tensor
         # instead of gathers and scatters over every weight (the same result; a test checks it)
         self.sizes, self.units = sizes, units
-        self.by_tensor = sum(sizes) >= self.BY_TENSOR
-
-    #: weights from which :meth:`forward` works tensor by tensor (below: segment sums, a fixed dozen ops)
-    BY_TENSOR = 100_000
+        self.by_tensor = sum(sizes) >= LARGE  # below: segment sums, a fixed dozen ops
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.by_tensor:
@@ -243,7 +269,8 @@ class MPS(nn.Module):
         linearly: R(suffix, x) = U(suffix) + x V(suffix). Then f_c(i) = L O_c U + x_i L O_c V
         for all i at once: two (2^s x chi)(chi x 2^(n-s)) products per output. The same
         function as :meth:`forward` on those rows (a test checks it), without its n chi^2
-        work per row. ``values``: the numbers a bit 0 and a bit 1 enter as.
+        work per row. ``values``: the numbers a bit 0 and a bit 1 enter as. From :data:`LARGE`
+        states on, the last step's gradient is written out (:class:`_Combine`).
         """
         chi, dtype = self.bond_dim, x.dtype
         cores, site = self.cores.to(dtype), self.site
@@ -262,10 +289,44 @@ class MPS(nn.Module):
             both_bits = (right.reshape(-1, chi) @ mats[i].permute(2, 0, 1).reshape(chi, 2 * chi)).view(2, -1, 2, chi)
             right = both_bits.transpose(1, 2).reshape(2, -1, chi)
         env = torch.matmul(left, self.output.to(dtype))  # (outputs, prefixes, chi)
+        if x.shape[0] >= LARGE:
+            return _Combine.apply(env, right[0], right[1], x)
         both = torch.matmul(env[:, None], right.transpose(1, 2)[None])  # (outputs, U|V, prefixes, suffixes)
         xs = torch.nn.functional.pad(x, (0, 2**n_qubits - x.shape[0]))
         out = both[:, 0].reshape(both.shape[0], -1) + xs * both[:, 1].reshape(both.shape[0], -1)
         return out[:, : x.shape[0]].T
+
+
+class _Combine(torch.autograd.Function):
+    """f[i, c] = (env_c U^T)[i] + x_i (env_c V^T)[i] for the first len(x) basis states i = (prefix, suffix).
+
+    By hand so that no full (outputs, 2, 2^n) tensor is sliced: autograd's slices would zero-fill
+    and copy every one of those values again in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, env: torch.Tensor, u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        count, outputs = x.shape[0], env.shape[0]
+        a = (env @ u.T).view(outputs, -1)  # (outputs, 2^n)
+        b = (env @ v.T).view(outputs, -1)
+        ctx.save_for_backward(env, u, v, x, b)
+        return (a[:, :count] + x * b[:, :count]).T
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        env, u, v, x, b = ctx.saved_tensors
+        count, (outputs, prefixes, _) = x.shape[0], env.shape
+        ga, gb = g.new_empty(outputs, b.shape[1]), g.new_empty(outputs, b.shape[1])
+        ga[:, :count] = g.T
+        torch.mul(g.T, x, out=gb[:, :count])
+        ga[:, count:] = 0
+        gb[:, count:] = 0
+        gx = (g.T * b[:, :count]).sum(0)
+        ga, gb = ga.view(outputs, prefixes, -1), gb.view(outputs, prefixes, -1)
+        genv = ga @ u + gb @ v
+        gu = sum(ga[c].mT @ env[c] for c in range(outputs))  # (suffixes, chi): BLAS reads the transpose in place
+        gv = sum(gb[c].mT @ env[c] for c in range(outputs))
+        return genv, gu, gv, gx
 
 
 class MappingBase(nn.Module):
