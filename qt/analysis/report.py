@@ -288,9 +288,10 @@ def reference_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     if diff.empty:
         return [], []
     shown = _shown(diff)
-    header = [*shown, "trainable", "reference (trainable)", "pairs", "test acc %", "reference test acc %", "difference, points [95 % t interval]"]
-    rows = _comparison_rows(diff, shown, lambda r: f"{r['trainable_params']:,} | {r['control'][len('reference '):]} ({_fmt(r['control_params'])})")
-    return header, [[*row[: len(shown)], *row[len(shown)].split(" | ", 1), *row[len(shown) + 1 :]] for row in rows]
+    if "trainable_params" not in shown:
+        shown.append("trainable_params")
+    header = [*shown, "reference (trainable)", "pairs", "test acc %", "reference test acc %", "difference, points [95 % t interval]"]
+    return header, _comparison_rows(diff, shown, lambda r: f"{r['control'][len('reference '):]} ({_fmt(r['control_params'])})")
 
 
 #: the comparison sections of the report, in order: (heading, table from qt.analysis.stats.comparisons, how to read it)
