@@ -99,9 +99,9 @@ class Partitioned:
     basis state i = (i_0, ..., i_{K-1}) (the bits of each group in turn) is the product of the
     sub-circuits' p_k(i_k): the Kronecker product p_0 (x) p_1 (x) ... (x) p_{K-1}, itself a
     probability distribution over the 2^n basis states (the distribution of the product state
-    the K circuits prepare). Photonic Quantum-Train (arXiv 2505.08474) divides each sub-distribution
-    by its mean before the outer product; that is 2^n times this, a constant qt's rescaling
-    (``gamma * 2^(n-1) * p``) absorbs.
+    the K circuits prepare). Photonic Quantum-Train (arXiv 2505.08474) is described as dividing
+    each sub-distribution by its mean before the outer product (docs/family.md: not checked in
+    code); that is 2^n times this, a constant qt's rescaling (``gamma * 2^(n-1) * p``) absorbs.
     """
 
     def __init__(self, ansatz, backend: str, dtype: torch.dtype, group_size: int | None):
