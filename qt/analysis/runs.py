@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from qt.core.mapping import network_kind
 from qt.experiment.variants import variant_of
 from qt.results.schema import SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
@@ -170,7 +171,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
             partitions=circuit.get("partitions", 1),
             mapping=choices.get("mapping"),
             mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,
-            mapping_net="mps" if str(mapping.get("_target_", "")).endswith("MPSWeightGenerator") else "mlp",
+            mapping_net=network_kind(mapping),
             bond_dim=mapping.get("bond_dim"),
             activation=mapping.get("activation"),
             scale=mapping.get("scale", "none"),

@@ -423,12 +423,18 @@ class MPSWeightGenerator(MappingBase):
         return self.mps.on_basis(self.n_qubits, self.bit_values, x)
 
 
+def network_kind(mapping: dict) -> str:
+    """``mps`` or ``mlp``: the network a mapping config builds (read from its ``_target_``)."""
+    return "mps" if str(mapping.get("_target_", "")).endswith(MPSWeightGenerator.__name__) else "mlp"
+
+
 def mapping_size(mapping: dict, n_qubits: int, chunk: int) -> tuple[int, int]:
     """(parameters, activation bytes over all 2^n basis states) of a mapping config, before building it."""
-    if str(mapping.get("_target_", "")).endswith("MPSWeightGenerator"):
+    if network_kind(mapping) == "mps":
         chi, sites = int(mapping.get("bond_dim", 4)), n_qubits + 1
-        # per site kept for backward: the (rows, 2 chi) product and the (rows, chi) vector, and their gradients
-        return sites * 2 * chi * chi + chunk * chi * chi, 2**n_qubits * sites * 3 * chi * 4 * 3
+        # MPS.on_basis keeps a few (chunk, 2^n) planes (the U and V products, x, the output) and their gradients;
+        # its tree environments are 2^(n/2) chi each
+        return sites * 2 * chi * chi + chunk * chi * chi, 2**n_qubits * int(chunk) * 4 * 8
     hidden = [int(h) for h in mapping.get("hidden", [])]
     widths = [n_qubits + 1, *hidden, int(chunk)]
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:])), activation_bytes(n_qubits, hidden, chunk)
