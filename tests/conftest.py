@@ -26,6 +26,23 @@ def run_train(run_dir: Path, *overrides: str, timeout: float = 240, env_extra: d
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def kill_when(run_dir: Path, marker: str, *overrides: str, timeout: float = 180) -> None:
+    """Start ``python -m qt.train`` in ``run_dir`` and SIGKILL it once ``run_dir/marker`` exists (a real kill mid-run)."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "qt.train", f"hydra.run.dir={run_dir}", *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    t0 = time.time()
+    while not (run_dir / marker).exists():
+        assert proc.poll() is None, f"the run ended before {marker} was written"
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 

@@ -187,9 +187,17 @@ def test_code_defaults_are_the_default_configs():
         for key, value in node.items():
             if key in params and params[key].default is not inspect.Parameter.empty:
                 default = params[key].default
+                if default is None and isinstance(value, dict):  # a settings block: None means its class's defaults
+                    from qt.core.quantum.gradients import SPSASettings
+                    from qt.core.quantum.noise import NoiseModel
+
+                    settings = {"noise": NoiseModel, "spsa": SPSASettings}[key]
+                    assert settings.from_config(value) == settings(), f"{group}.{key}"
+                    checked.append(f"{group}.{key}")
+                    continue
                 assert (list(default) if isinstance(default, tuple) else default) == value, f"{group}.{key}"
                 checked.append(f"{group}.{key}")
-    assert {"mapping.hidden", "mapping.scale", "circuit.layout", "model.channels"} <= set(checked)
+    assert {"mapping.hidden", "mapping.scale", "circuit.layout", "model.channels", "circuit.noise", "circuit.spsa"} <= set(checked)
     trainer = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
     assert trainer == cfg["trainer"]
 

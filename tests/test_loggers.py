@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import ROOT, TINY, run_train, summary
+from conftest import ROOT, TINY, kill_when, run_train, summary
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -64,15 +63,7 @@ def test_a_run_logs_params_and_epochs_that_the_libraries_read_back(tmp_path):
 def test_a_killed_and_resumed_run_continues_the_same_logged_run(tmp_path):
     run_dir = tmp_path / "run"
     args = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=12", BOTH, *mlflow_args(tmp_path)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "qt.train", f"hydra.run.dir={run_dir}", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while not (run_dir / "metrics.csv").exists():  # epoch 1 done (logged, then checkpointed)
-        assert proc.poll() is None and time.time() - t0 < 180
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(run_dir, "metrics.csv", *args)  # epoch 1 done (logged, then checkpointed)
     assert summary(run_dir)["status"] == "running"
     resumed = run_train(run_dir, *args)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]

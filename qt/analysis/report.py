@@ -54,7 +54,7 @@ from qt.sweeps.study import make_storage
 #: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
 FACTORS = [
     "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "partitions", "frozen",
-    "shots", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
+    "shots", "gradient", "depolarizing", "depolarizing_2q", "amplitude_damping", "readout", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]
@@ -135,7 +135,9 @@ def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
 
 
 #: factors whose missing value is a setting of its own, for the runs it applies to
-MISSING_MEANS = {"clip_norm": "none", "shots": "exact"}
+MISSING_MEANS = {"clip_norm": "none", "shots": "exact", "gradient": "adjoint", "depolarizing_2q": "= depolarizing"}
+#: factors of the circuit: no meaning for a classical run
+CIRCUIT_ONLY = ("shots", "gradient", "depolarizing_2q")
 
 
 def _missing(value) -> bool:
@@ -144,7 +146,7 @@ def _missing(value) -> bool:
 
 def _missing_means(rec: dict, name: str) -> str | None:
     """What a missing ``name`` means for this run: no clipping, exact probabilities (not for classical runs)."""
-    if name == "shots" and rec.get("mode") == "classical":
+    if name in CIRCUIT_ONLY and rec.get("mode") == "classical":
         return None
     return MISSING_MEANS.get(name)
 
@@ -154,6 +156,37 @@ def _factor(rec: dict, name: str) -> str:
     if _missing(value) and _missing_means(rec, name):
         return _missing_means(rec, name)
     return _fmt(value)
+
+
+def _group_record(g: pd.DataFrame, factors: list[str]) -> dict:
+    """One configuration's row of the main table: its factors and its metrics over seeds."""
+    first = g.iloc[0]
+    rec = {f: first[f] for f in factors}
+    rec.update(
+        n_seeds=int(g.seed.nunique()) if g.seed.notna().any() else len(g),
+        n_runs=len(g),
+        test_acc_mean=g.test_acc.mean(),
+        test_acc_std=g.test_acc.std(),
+        val_acc_mean=g.best_val_acc.mean(),
+        val_acc_std=g.best_val_acc.std(),
+        train_acc_mean=g.train_acc.mean(),
+        train_acc_std=g.train_acc.std(),
+        subset_acc_mean=g.test_subset_acc.mean(),
+        subset_acc_std=g.test_subset_acc.std(),
+        trainable_params=first.trainable_params,
+        qnn_params=first.qnn_params,
+        mapping_params=first.mapping_params,
+        compression_ratio=first.compression_ratio,
+        gen_gap=g.gen_gap.mean(),
+        epochs_completed=g.epochs_completed.mean(),
+        wall_time_s=g.wall_time_s.mean(),
+        epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
+        qpu_executions=g.qpu_executions.mean() if "qpu_executions" in g else float("nan"),
+        qpu_shots=g.qpu_shots.mean() if "qpu_shots" in g else float("nan"),
+        best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
+        at_budget=not _missing(first.get("budget")),
+    )
+    return rec
 
 
 def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list[str], list[list[str]], pd.DataFrame]:
@@ -167,30 +200,7 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
     done["_group"] = keys.agg(" | ".join, axis=1)
     rows, records = [], []
     for group, g in sorted(done.groupby("_group"), key=lambda kv: kv[0]):
-        first = g.iloc[0]
-        rec = {f: first[f] for f in factors}
-        rec.update(
-            n_seeds=int(g.seed.nunique()) if g.seed.notna().any() else len(g),
-            n_runs=len(g),
-            test_acc_mean=g.test_acc.mean(),
-            test_acc_std=g.test_acc.std(),
-            val_acc_mean=g.best_val_acc.mean(),
-            val_acc_std=g.best_val_acc.std(),
-            train_acc_mean=g.train_acc.mean(),
-            train_acc_std=g.train_acc.std(),
-            subset_acc_mean=g.test_subset_acc.mean(),
-            subset_acc_std=g.test_subset_acc.std(),
-            trainable_params=first.trainable_params,
-            qnn_params=first.qnn_params,
-            mapping_params=first.mapping_params,
-            compression_ratio=first.compression_ratio,
-            gen_gap=g.gen_gap.mean(),
-            epochs_completed=g.epochs_completed.mean(),
-            wall_time_s=g.wall_time_s.mean(),
-            epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
-            best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
-            at_budget=not _missing(first.get("budget")),
-        )
+        rec = _group_record(g, factors)
         records.append(rec)
     grouped = pd.DataFrame(records)
     grouped = grouped.sort_values(
@@ -201,6 +211,9 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
     header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", *(["test acc, random subset %"] if subset else []),
               "train acc %", "best val acc %", "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s",
               "train s / epoch"]
+    qpu = "qpu_executions" in grouped and grouped.qpu_executions.notna().any()
+    if qpu:  # what the training would have run on a processor (summary.json qpu)
+        header += ["QPU circuit runs", "QPU shots"]
     for rec in grouped.to_dict("records"):
         mode = rec["mode"] + ((" (small network)" if rec["at_budget"] else " (baseline)") if rec["mode"] == "classical" else "")
         params = _fmt(rec["trainable_params"])
@@ -214,8 +227,14 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
             _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
             params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
             _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
+            *([_count(rec["qpu_executions"]), _count(rec["qpu_shots"])] if qpu else []),
         ])
     return header, rows, grouped
+
+
+def _count(x) -> str:
+    """A large count in scientific notation (``–`` when missing)."""
+    return "–" if _missing(x) else f"{x:.3g}"
 
 
 def _difference(rec: dict) -> str:

@@ -45,6 +45,11 @@ COLUMNS = [
     "n_blocks",
     "frozen",
     "shots",
+    "gradient",
+    "depolarizing",
+    "depolarizing_2q",
+    "amplitude_damping",
+    "readout",
     "partitions",
     "target_activation",
     "mapping",
@@ -85,6 +90,8 @@ COLUMNS = [
     "train_time_s",
     "wall_time_s",
     "step_time_s",
+    "qpu_executions",
+    "qpu_shots",
     "teacher_test_acc",
     "budget",
     "group_key",
@@ -131,6 +138,8 @@ def _summary_fields(summary: dict) -> dict:
         row["gen_gap"] = row["test_loss"] - row["train_loss"]
     row["teacher_test_acc"] = (summary.get("teacher") or {}).get("test_acc")
     row["first_step_loss"] = (summary.get("init") or {}).get("first_step_loss")
+    qpu = summary.get("qpu") or {}
+    row["qpu_executions"], row["qpu_shots"] = qpu.get("circuit_executions"), qpu.get("shots")
     return row
 
 
@@ -168,6 +177,9 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
             n_blocks=circuit.get("n_blocks", cfg.get("n_blocks")),
             frozen=circuit.get("freeze"),
             shots=circuit.get("shots"),
+            gradient=circuit.get("gradient", "adjoint"),
+            **{k: (circuit.get("noise") or {}).get(k, 0.0) for k in ("depolarizing", "amplitude_damping", "readout")},
+            depolarizing_2q=(circuit.get("noise") or {}).get("depolarizing_2q"),
             partitions=circuit.get("partitions", 1),
             mapping=choices.get("mapping"),
             mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,

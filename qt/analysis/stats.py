@@ -46,8 +46,8 @@ from qt.errors import QTError
 TRAINING_PARTS = ("dataset", "model", "optimizer", "scheduler", "loss", "trainer")
 #: columns that describe a QT group in tables (description only: groups come from the configs)
 DESCRIBE = [
-    "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "partitions", "shots", "mapping_net",
-    "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
+    "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "partitions", "shots", "gradient", "depolarizing",
+    "depolarizing_2q", "amplitude_damping", "readout", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
     "loss", "clip_norm", "batch_size", "epochs", "trainable_params",
 ]  # fmt: skip
 

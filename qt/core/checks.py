@@ -41,3 +41,12 @@ def choice(value: Any, key: str, options: Sequence[str]) -> str:
     if value not in options:
         raise ConfigError(f"unknown {key} '{value}': use {key}={' or '.join(map(str, options))}")
     return value
+
+
+def settings(cfg: Any, key: str, known: Sequence[str]) -> dict:
+    """A settings block (``circuit.noise``, ``circuit.spsa``) as a dict; an unknown key is refused naming the known ones."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {key} key(s) {', '.join(unknown)}: use {', '.join(known)}")
+    return cfg

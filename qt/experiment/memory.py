@@ -111,7 +111,9 @@ def check_memory(cfg: DictConfig, target: nn.Module, per_image: int, device: tor
         return
     top = sorted(parts.items(), key=lambda kv: -kv[1])[:2]
     shown = ", ".join(f"{name} {size / GIB:.1f} GiB" for name, size in top)
+    density = (cfg.get("circuit") or {}).get("noise", {}).get("method") == "density" if cfg.get("mode") == "qt" else False
     raise ConfigError(
         f"this run needs ~{need / GIB:.1f} GiB ({shown}, ...) but {device.type} has {have / GIB:.1f} GiB free: "
-        "use a smaller model, fewer n_blocks, a smaller mapping.chunk or mapping.hidden, or a smaller trainer.batch_size"
+        + ("a density matrix takes 4^n: use circuit.noise.method=trajectories, or " if density else "")
+        + "use a smaller model, fewer n_blocks, a smaller mapping.chunk or mapping.hidden, or a smaller trainer.batch_size"
     )

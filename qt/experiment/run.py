@@ -151,6 +151,12 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning
     return trainer, base
 
 
+def qpu_cost(trainer: Trainer) -> dict | None:
+    """What the training steps so far would cost on a quantum processor (QT runs with a circuit; None otherwise)."""
+    circuit = getattr(trainer.learner, "circuit", None)
+    return circuit.qpu(trainer.state.global_step) if hasattr(circuit, "qpu") else None
+
+
 def _one(trainer: Trainer, kind: type):
     return next(c for c in trainer.callbacks if isinstance(c, kind))
 
@@ -162,7 +168,7 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
     loggers, init = _one(trainer, Loggers), _one(trainer, InitReport)
 
     def summary(**fields) -> dict:
-        return {**base, "init": init.report(trainer), **trainer.progress(), **fields}
+        return {**base, "init": init.report(trainer), **trainer.progress(), "qpu": qpu_cost(trainer), **fields}
 
     def record(final: dict) -> None:
         write_summary(run_dir, final)

@@ -30,6 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from qt.core.checks import flag, number, whole
 from qt.core.quantum.ansatz import check_blocks
+from qt.core.quantum.gradients import SPSASettings, check_gradient
+from qt.core.quantum.noise import NoiseModel
 from qt.errors import ConfigError
 from qt.experiment.variants import GENERATORS
 from qt.results.objectives import OBJECTIVES, objective_names
@@ -161,6 +163,9 @@ def check_values(cfg: DictConfig) -> None:
         flag(cfg.circuit.get("entangle", True), "circuit.entangle", hint="false is variant=no_entanglement")
         whole(cfg.circuit.get("partitions", 1), "circuit.partitions", hint="1 (one circuit) up to the number of qubits")
         number(cfg.circuit.get("init_scale", 1.0), "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
+        check_gradient(cfg.circuit.get("gradient", "adjoint"))
+        SPSASettings.from_config(cfg.circuit.get("spsa"))
+        NoiseModel.from_config(cfg.circuit.get("noise"))
         whole(cfg.mapping.get("chunk", 1), "mapping.chunk", hint="K target weights per basis state")
         for width in cfg.mapping.get("hidden") or []:
             whole(width, "mapping.hidden widths", hint="e.g. mapping.hidden=[20,20]")

@@ -15,7 +15,10 @@ Times in summary.json: ``train_time_s`` is the time spent in training steps (for
 backward, optimizer), ``wall_time_s`` the whole run (data loading, training, validation,
 checkpoints, plots, final evaluation), both summed over resumed sessions (a killed session
 counts up to its last checkpoint); ``step_time_s`` is the median training step.
-``status`` is one of STATUSES. Older or half-written run dirs are detected with
+``qpu`` (QT runs with a circuit, else null): what the training steps would cost on a quantum
+processor, from the config (``QuantumCircuit.qpu``): the gradient method (``adjoint`` counted as
+``parameter_shift``), circuit executions per step and in total, shots per execution and in
+total (null: exact probabilities), the noise model. ``status`` is one of STATUSES. Older or half-written run dirs are detected with
 :func:`read_summary` (schema_version, missing file) rather than crashed on.
 """
 
@@ -77,6 +80,7 @@ SUMMARY_KEYS = [
     "train_time_s",
     "wall_time_s",
     "step_time_s",
+    "qpu",
     "data_sizes",
     "teacher",
     "started_at",

@@ -11,6 +11,8 @@ from qt.core.checks import flag, number
 from qt.errors import ConfigError
 from qt.core.quantum.ansatz import build_ansatz, group_sizes
 from qt.core.quantum.fused_backend import FusedStatevector
+from qt.core.quantum.gradients import Estimator, SPSASettings, check_gradient, estimated_probs, executions_per_step
+from qt.core.quantum.noise import NoiseContext, NoiseModel, apply_readout, noisy_simulator
 from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
 
 #: ``auto``: ``fused`` for CPU tensors, ``torch`` for CUDA ones (chosen at each call, so ``.to(device)`` works)
@@ -29,6 +31,10 @@ class QuantumCircuit(nn.Module):
     ``partitions=K``: K sub-circuits on disjoint qubit groups (:func:`~qt.core.quantum.ansatz.build_ansatz`),
     each simulated alone (cost sum of 2^(n_k), not 2^n); the n-qubit probabilities are the
     Kronecker product of theirs (:class:`Partitioned`).
+
+    ``gradient``: ``adjoint`` (exact), ``parameter_shift`` or ``spsa`` (estimated from circuit runs
+    at shifted angles, each with ``shots`` samples when set; :mod:`qt.core.quantum.gradients`,
+    ``spsa`` its settings). ``noise``: gate noise and readout error (:mod:`qt.core.quantum.noise`).
     """
 
     def __init__(
@@ -46,6 +52,9 @@ class QuantumCircuit(nn.Module):
         group_size: int | None = None,
         shots: int | None = None,
         partitions: int = 1,
+        gradient: str = "adjoint",
+        spsa: dict | None = None,
+        noise: dict | None = None,
     ):
         super().__init__()
         if shots is not None and int(shots) < 1:
@@ -64,23 +73,57 @@ class QuantumCircuit(nn.Module):
             nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * init_scale), requires_grad=not freeze)
             for shape in self.ansatz.angle_shapes()
         )
-        self.simulator = make_simulator(self.ansatz, backend, self.dtype, group_size)
+        self.noise = NoiseModel.from_config(noise)
+        self.noise_context = NoiseContext()
+        self.simulator = make_simulator(self.ansatz, backend, self.dtype, group_size, self.noise, self.noise_context)
+        self.gradient = check_gradient(gradient)
+        self.spsa = SPSASettings.from_config(spsa)
+        self.estimator = None
+        if self.gradient != "adjoint":
+            self.estimator = Estimator(self.gradient, self.simulator, self.ansatz, self.ansatz.angle_shapes(), self.shots, self.spsa)
+            # training steps taken (SPSA's schedule); in the state dict, so a resumed run continues it
+            self.register_buffer("hardware_step", torch.zeros((), dtype=torch.int64))
 
     @property
     def n_qubits(self) -> int:
         return self.ansatz.n_qubits
 
     def forward(self) -> torch.Tensor:
-        probs = self.simulator.probs(list(self.angles))
+        self.noise_context.training = self.training
+        angles = list(self.angles)
+        if self.estimator is not None and self.training and torch.is_grad_enabled() and angles[0].requires_grad:
+            probs = estimated_probs(self.estimator, angles, int(self.hardware_step))
+            self.hardware_step += 1
+            return probs
+        probs = self.simulator.probs(angles)
         if self.shots is None or not self.training:
             return probs
         return sample_probs(probs, self.shots)
 
+    def qpu(self, steps: int) -> dict:
+        """What ``steps`` training steps would cost on a processor (summary.json ``qpu``); a frozen circuit needs its forward only."""
+        trains = any(a.requires_grad for a in self.angles)
+        per_step = executions_per_step(self.gradient, self.ansatz, self.spsa) if trains else max(len(self.ansatz.groups), 1)
+        return {
+            "gradient": self.gradient,
+            "counted_as": ("parameter_shift" if self.gradient == "adjoint" else self.gradient) if trains else "forward (frozen)",
+            "executions_per_step": per_step,
+            "steps": int(steps),
+            "circuit_executions": per_step * int(steps),
+            "shots_per_execution": self.shots,
+            "shots": None if self.shots is None else self.shots * per_step * int(steps),
+            "noise": {k: v for k, v in self.noise.__dict__.items()} if self.noise.any else None,
+        }
 
-def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | None = None):
-    """The object whose ``probs(angles)`` simulates ``ansatz`` on ``backend``."""
+
+def make_simulator(ansatz, backend: str, dtype: torch.dtype, group_size: int | None = None, noise: NoiseModel | None = None, context: NoiseContext | None = None):
+    """The object whose ``probs(angles)`` simulates ``ansatz`` on ``backend`` (under ``noise``, when it has any)."""
     if len(ansatz.groups) > 1:
-        return Partitioned(ansatz, backend, dtype, group_size)
+        return Partitioned(ansatz, backend, dtype, group_size, noise, context)
+    if noise is not None and noise.gate_noise:
+        return noisy_simulator(ansatz, noise, context or NoiseContext(), backend, dtype)
+    if noise is not None and noise.readout > 0:
+        return Readout(make_simulator(ansatz, backend, dtype, group_size), noise.readout)
     if backend in ("default.qubit", "lightning.qubit"):
         from qt.core.quantum.pennylane_backend import PennyLaneBackend
 
@@ -104,9 +147,9 @@ class Partitioned:
     code); that is 2^n times this, a constant qt's rescaling (``gamma * 2^(n-1) * p``) absorbs.
     """
 
-    def __init__(self, ansatz, backend: str, dtype: torch.dtype, group_size: int | None):
-        self.ansatz = ansatz
-        self.parts = [(make_simulator(sub, backend, dtype, group_size), slices) for sub, slices in ansatz.parts()]
+    def __init__(self, ansatz, backend: str, dtype: torch.dtype, group_size: int | None, noise: NoiseModel | None = None, context: NoiseContext | None = None):
+        self.ansatz = ansatz  # each sub-circuit under the noise (readout per bit commutes with the Kronecker product)
+        self.parts = [(make_simulator(sub, backend, dtype, group_size, noise, context), slices) for sub, slices in ansatz.parts()]
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         out = None
@@ -115,6 +158,16 @@ class Partitioned:
             p = simulator.probs([a[:, s] for a, s in zip(angles, slices)])
             out = p if out is None else (out[:, None] * p[None, :]).reshape(-1)
         return out
+
+
+class Readout:
+    """A noiseless simulator's probabilities with each measured bit flipped with probability ``e``."""
+
+    def __init__(self, simulator, e: float):
+        self.simulator, self.e = simulator, e
+
+    def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
+        return apply_readout(self.simulator.probs(angles), self.e)
 
 
 class ByDevice:
@@ -164,6 +217,7 @@ def estimate_memory_bytes(
     dtype: str = "float32",
     group_size: int | None = None,
     partitions: int = 1,
+    noise: dict | None = None,
     **_: object,
 ) -> int:
     """Peak memory of one differentiable simulation: the state times the tensors autograd keeps.
@@ -172,11 +226,17 @@ def estimate_memory_bytes(
     (``backend`` as resolved for the device: see :func:`resolve_backend`).
     """
     if int(partitions) > 1:  # each sub-circuit alone, then the Kronecker products (the last one 2^n) and their gradients
-        kw = dict(rotation=rotation, entangler=entangler, layout=layout, entangle=entangle, backend=backend, dtype=dtype, group_size=group_size)
+        kw = dict(rotation=rotation, entangler=entangler, layout=layout, entangle=entangle, backend=backend, dtype=dtype, group_size=group_size, noise=noise)
         subs = sum(estimate_memory_bytes(k, n_blocks, **kw) for k in group_sizes(n_qubits, int(partitions)))
         return subs + 2**n_qubits * (8 if dtype == "float64" else 4) * 4
     a = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=bool(entangle))
     wide = 2 if dtype == "float64" else 1
+    model = NoiseModel.from_config(noise)
+    if model.gate_noise and model.resolve(n_qubits) == "density":  # rho (complex) and autograd's copy per gate and channel
+        gates = a.n_blocks * sum(len(layer.wires) for layer in a.block)
+        return int(4**n_qubits * 8 * wide * (4 * gates + 2) * 1.5)
+    if model.gate_noise:  # trajectories: each one's final state kept for its backward, as one fused circuit
+        return int(2**n_qubits * 4 * wide * (model.trajectories * (1 if a.is_real else 2) + 13) * 1.5)
     if backend in ("fused", "auto"):
         # real state: state, scratch, probabilities, saved state, its copy, adjoint, gradient input; x2 for complex
         itemsize, kept = 4 * wide, (7 if a.is_real else 13)

@@ -8,12 +8,17 @@ A circuit reaches these kernels as a *program*: an int64 array of ops, one row e
 * ``U3``   (stride_a = target): three angles (theta, phi, lambda);
 * ``CU3``  (stride_a = control, stride_b = target): three angles, U3 on the control=1 half;
 * ``PERM`` (stride_a = row of the permutation table): a run of CNOTs composed into one
-  index permutation, ``state <- state[perm]``.
+  index permutation, ``state <- state[perm]``;
+* ``FIXED`` (stride_a = target, param_offset = row of the matrix table ``mats``): a fixed
+  real 2x2 matrix with no angle, invertible but not necessarily unitary (the Pauli errors and
+  amplitude-damping operators of a noise trajectory, :mod:`qt.core.quantum.noise`). A ``mats``
+  row holds 16 reals: the matrix and its inverse, each as 8 reals (2x2 complex, row-major).
 
 The forward keeps only the final state. The backward is the adjoint method: walking the
 ops in reverse, each gate contributes ``2 Re <lambda| dU |psi>`` to its angles' gradient
 (from one read-only pass over the state and the adjoint vector ``lambda = dy * psi``) and
-is then un-applied from both; memory is O(2^n) whatever the depth. Real and imaginary
+is then un-applied from both (the state by the op's inverse, lambda by its adjoint: the same
+for a unitary gate); memory is O(2^n) whatever the depth. Real and imaginary
 parts live in separate arrays, which is what lets LLVM vectorise the inner loops (numba's
 complex type keeps them scalar). Kernels for a real state (RY + CNOT only) never touch an
 imaginary part. docs/performance.md has the measurements behind each choice.
@@ -32,7 +37,7 @@ import numba
 import numpy as np
 from numba import njit, uint64
 
-RY, U3, CU3, PERM = 0, 1, 2, 3
+RY, U3, CU3, PERM, FIXED = 0, 1, 2, 3, 4
 #: controlled gates whose index runs are shorter than this go through a blended pass instead
 SHORT_RUN = 16
 
@@ -122,6 +127,15 @@ def _ry_real(re, st, c, s):
 
 
 @_helper
+def _fixed_real(re, st, a, b, c, d):
+    """re <- [[a, b], [c, d]] re on the pairs of stride ``st`` (a FIXED op on a real state)."""
+    for base in range(0, re.shape[0], 2 * st):
+        x, y = re[base : base + st], re[base + st : base + 2 * st]
+        for t in range(st):
+            x[t], y[t] = a * x[t] + b * y[t], c * x[t] + d * y[t]
+
+
+@_helper
 def _ry_grad_views(re, lr, st):
     g = re[0] * 0
     for base in range(0, re.shape[0], 2 * st):
@@ -178,7 +192,7 @@ def _gather(x, tmp, perm):
 
 # -- real state (RY + CNOT) ------------------------------------------------------------
 @_kernel
-def forward_real(ops, params, perms, n_qubits, probs):
+def forward_real(ops, params, perms, mats, n_qubits, probs):
     """Final state of the program on |0...0> (real gates only); writes probabilities, returns the state."""
     n = 1 << n_qubits
     re = np.zeros(n, dtype=params.dtype)
@@ -190,6 +204,9 @@ def forward_real(ops, params, perms, n_qubits, probs):
         if kind == RY:
             cs[0], cs[1] = math.cos(params[off] / 2), math.sin(params[off] / 2)
             _ry_real(re, ops[k, 1], cs[0], cs[1])
+        elif kind == FIXED:
+            m = mats[off]
+            _fixed_real(re, ops[k, 1], m[0], m[2], m[4], m[6])
         else:
             _gather(re, tmp, perms[ops[k, 1]])
     for i in range(n):
@@ -198,7 +215,7 @@ def forward_real(ops, params, perms, n_qubits, probs):
 
 
 @_kernel
-def backward_real(ops, params, perms, inverse, re, dy, grad):
+def backward_real(ops, params, perms, inverse, mats, re, dy, grad):
     """Adjoint gradient of sum(dy * probs) w.r.t. ``params`` into ``grad``; ``re`` (the final state) is consumed."""
     lr = dy * re
     tmp = np.empty_like(re)
@@ -211,6 +228,10 @@ def backward_real(ops, params, perms, inverse, re, dy, grad):
             cs[0], cs[1] = math.cos(params[off] / 2), -math.sin(params[off] / 2)  # RY(theta)^T = RY(-theta)
             _ry_real(re, st, cs[0], cs[1])
             _ry_real(lr, st, cs[0], cs[1])
+        elif kind == FIXED:
+            m = mats[off]
+            _fixed_real(re, ops[k, 1], m[8], m[10], m[12], m[14])  # the inverse on the state
+            _fixed_real(lr, ops[k, 1], m[0], m[4], m[2], m[6])  # the transpose on the adjoint
         else:
             _gather(re, tmp, inverse[ops[k, 1]])
             _gather(lr, tmp, inverse[ops[k, 1]])
@@ -455,7 +476,7 @@ def _re_trace(d, m):
 
 
 @_kernel
-def forward_complex(ops, params, perms, n_qubits, probs):
+def forward_complex(ops, params, perms, mats, n_qubits, probs):
     """Final state (re, im) of the program on |0...0>; writes probabilities."""
     n = 1 << n_qubits
     re = np.zeros(n, dtype=params.dtype)
@@ -468,6 +489,8 @@ def forward_complex(ops, params, perms, n_qubits, probs):
         if kind == PERM:
             _gather(re, tmp, perms[ops[k, 1]])
             _gather(im, tmp, perms[ops[k, 1]])
+        elif kind == FIXED:
+            _apply_gate(re, im, sa, 0, False, mats[off, :8])
         else:
             _matrix(kind, params, off, u)
             _apply_gate(re, im, sa, sb, kind == CU3, u)
@@ -477,7 +500,7 @@ def forward_complex(ops, params, perms, n_qubits, probs):
 
 
 @_kernel
-def backward_complex(ops, params, perms, inverse, re, im, dy, grad):
+def backward_complex(ops, params, perms, inverse, mats, re, im, dy, grad):
     """Adjoint gradient of sum(dy * probs) into ``grad``; the final state (re, im) is consumed."""
     lr = dy * re
     li = dy * im
@@ -489,6 +512,11 @@ def backward_complex(ops, params, perms, inverse, re, im, dy, grad):
         if kind == PERM:
             for x in (re, im, lr, li):
                 _gather(x, tmp, inverse[ops[k, 1]])
+            continue
+        if kind == FIXED:
+            _apply_gate(re, im, sa, 0, False, mats[off, 8:])
+            _dagger(mats[off, :8], v)
+            _apply_gate(lr, li, sa, 0, False, v)
             continue
         controlled = kind == CU3
         _matrix(kind, params, off, u)
