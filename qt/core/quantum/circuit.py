@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -112,7 +113,7 @@ class QuantumCircuit(nn.Module):
             "circuit_executions": per_step * int(steps),
             "shots_per_execution": self.shots,
             "shots": None if self.shots is None else self.shots * per_step * int(steps),
-            "noise": {k: v for k, v in self.noise.__dict__.items()} if self.noise.any else None,
+            "noise": dataclasses.asdict(self.noise) if self.noise.any else None,
         }
 
 
