@@ -76,24 +76,24 @@ def compile_program(ansatz: Ansatz, split_cnots: bool = False) -> tuple[np.ndarr
 
 
 class Program:
-    """A compiled circuit the kernels run: ops, CNOT permutations (and inverses), fixed-matrix table."""
+    """A compiled circuit the kernels run: ops, CNOT permutations (and inverses), fixed-matrix table (in the state's dtype)."""
 
-    def __init__(self, n: int, real: bool, ops: np.ndarray, perms: np.ndarray, inverse: np.ndarray, mats: np.ndarray | None = None):
+    def __init__(self, n: int, real: bool, ops: np.ndarray, perms: np.ndarray, inverse: np.ndarray, dtype: type = np.float32):
         k = _kernels()
         self.n, self.ops, self.perms, self.inverse = n, ops, perms, inverse
-        self.mats = np.zeros((1, 16)) if mats is None else mats
+        self.mats = np.zeros((1, 16), dtype=dtype)
         self.forward = k.forward_real if real else k.forward_complex
         self.backward = k.backward_real if real else k.backward_complex
 
     def with_ops(self, ops: np.ndarray, mats: np.ndarray) -> "Program":
-        """The same circuit with other ops (a noise trajectory: fixed matrices inserted)."""
+        """The same circuit with other ops (a noise trajectory: fixed matrices inserted; ``mats`` in ``self.mats.dtype``)."""
         out = Program.__new__(Program)
         out.__dict__.update(self.__dict__, ops=ops, mats=mats)
         return out
 
     def run(self, params: np.ndarray, probs: np.ndarray):
         """Final state of the program on |0...0>; writes its probabilities into ``probs``."""
-        return self.forward(self.ops, params, self.perms, self.mats.astype(params.dtype, copy=False), self.n, probs)
+        return self.forward(self.ops, params, self.perms, self.mats, self.n, probs)
 
 
 class _FusedProbs(torch.autograd.Function):
@@ -113,8 +113,7 @@ class _FusedProbs(torch.autograd.Function):
         state = tuple(s.copy() for s in (ctx.state if isinstance(ctx.state, tuple) else (ctx.state,)))
         grad = np.zeros_like(params)
         dy_np = np.ascontiguousarray(dy.detach().numpy(), dtype=params.dtype)
-        mats = program.mats.astype(params.dtype, copy=False)
-        program.backward(program.ops, params, program.perms, program.inverse, mats, *state, dy_np, grad)
+        program.backward(program.ops, params, program.perms, program.inverse, program.mats, *state, dy_np, grad)
         out, offset = [], 0
         for shape in ctx.shapes:
             size = int(np.prod(shape))
@@ -138,7 +137,7 @@ class FusedStatevector:
         self.n = ansatz.n_qubits
         self.dtype = dtype
         ops, perms = compile_program(ansatz, split_cnots=split_cnots)
-        self.program = Program(self.n, ansatz.is_real, ops, perms, np.argsort(perms, axis=1).astype(np.uint64))
+        self.program = Program(self.n, ansatz.is_real, ops, perms, np.argsort(perms, axis=1).astype(np.uint64), _NP[dtype])
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         return fused_probs(self.program, angles)

@@ -164,7 +164,7 @@ class FusedTrajectories:
         self.noise, self.context, self.n = noise, context, ansatz.n_qubits
         base = FusedStatevector(ansatz, dtype=dtype, split_cnots=True)
         self.base = base.program
-        self.mats = fixed_matrices(noise.amplitude_damping)
+        self.mats = fixed_matrices(noise.amplitude_damping).astype(self.base.mats.dtype)
         fixed = _kernels().FIXED
         # template: every op followed by its noise slots (depolarizing per gate, damping per wire), in order
         rows, slot_kind, slot_width, slot_first = [], [], [], []
@@ -239,6 +239,21 @@ class DensityMatrix:
     def __init__(self, ansatz: Ansatz, noise: NoiseModel, dtype: torch.dtype):
         self.ansatz, self.noise, self.n = ansatz, noise, ansatz.n_qubits
         self.cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        self._kraus: dict[torch.device, tuple] = {}  # per device, built on first use
+
+    def kraus(self, dev: torch.device) -> tuple[list, list, list]:
+        """Kraus operators of the one-qubit depolarizing, two-qubit depolarizing and damping channels ([] when off)."""
+        if dev not in self._kraus:
+            nz = self.noise
+            pauli = [p.to(self.cdtype).to(dev) for p in _PAULI]
+            p1, p2, g = nz.depolarizing, nz.p2, nz.amplitude_damping
+            one = [math.sqrt(1 - p1) * pauli[0]] + [math.sqrt(p1 / 3) * q for q in pauli[1:]] if p1 > 0 else []
+            two = [math.sqrt(1 - p2) * torch.kron(pauli[0], pauli[0])] if p2 > 0 else []
+            two += [math.sqrt(p2 / 15) * torch.kron(pauli[a], pauli[b]) for a in range(4) for b in range(4) if a or b] if p2 > 0 else []
+            damp = [torch.tensor([[1, 0], [0, math.sqrt(1 - g)]], dtype=self.cdtype, device=dev),
+                    torch.tensor([[0, math.sqrt(g)], [0, 0]], dtype=self.cdtype, device=dev)] if g > 0 else []  # fmt: skip
+            self._kraus[dev] = (one, two, damp)
+        return self._kraus[dev]
 
     def _apply(self, rho: torch.Tensor, m: torch.Tensor, wires: tuple[int, ...]) -> torch.Tensor:
         """M rho M^dagger with M acting on ``wires`` (rho as a tensor of 2n axes of size 2)."""
@@ -253,22 +268,13 @@ class DensityMatrix:
         return sum(self._apply(rho, k, wires) for k in kraus)
 
     def _noise(self, rho: torch.Tensor, wires: tuple[int, ...]) -> torch.Tensor:
-        nz, dev = self.noise, rho.device
-        pauli = [p.to(self.cdtype).to(dev) for p in _PAULI]
-        if len(wires) == 1 and nz.depolarizing > 0:
-            p = nz.depolarizing
-            rho = self._channel(rho, [math.sqrt(1 - p) * pauli[0]] + [math.sqrt(p / 3) * q for q in pauli[1:]], wires)
-        if len(wires) == 2 and nz.p2 > 0:
-            p = nz.p2
-            kraus = [math.sqrt(1 - p) * torch.kron(pauli[0], pauli[0])]
-            kraus += [math.sqrt(p / 15) * torch.kron(pauli[a], pauli[b]) for a in range(4) for b in range(4) if a or b]
-            rho = self._channel(rho, kraus, wires)
-        if nz.amplitude_damping > 0:
-            g = nz.amplitude_damping
-            k0 = torch.tensor([[1, 0], [0, math.sqrt(1 - g)]], dtype=self.cdtype, device=dev)
-            k1 = torch.tensor([[0, math.sqrt(g)], [0, 0]], dtype=self.cdtype, device=dev)
-            for w in wires:
-                rho = self._channel(rho, [k0, k1], (w,))
+        one, two, damp = self.kraus(rho.device)
+        if one and len(wires) == 1:
+            rho = self._channel(rho, one, wires)
+        if two and len(wires) == 2:
+            rho = self._channel(rho, two, wires)
+        for w in wires if damp else ():
+            rho = self._channel(rho, damp, (w,))
         return rho
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
