@@ -126,6 +126,29 @@ def test_tensor_scale_by_tensor_equals_its_segment_sums():
     assert not scale.by_tensor and TensorScale([(400, 300)], "init", [(0.1, 0.0)]).by_tensor
 
 
+@pytest.mark.parametrize("mode", ["init", "tensor"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_tensor_scale_equals_its_segment_sums(mode, dtype):
+    """On CPU the scale runs as two compiled calls (qt.core.mapping_kernels): autograd's values and gradients, to rounding."""
+    torch.manual_seed(0)
+    shapes = [(8, 1, 3, 3), (8,), (12, 8, 3, 3), (12,), (10, 300), (10,), (1, 5), (1,)]
+    scale = TensorScale(shapes, mode, [(0.1, 0.0)] * 7 + [(0.0, 1.0)]).to(dtype)
+    with torch.no_grad():
+        scale.gain.add_(torch.randn(8, dtype=dtype) * 0.1)
+    w, g = torch.randn(2, sum(torch.Size(s).numel() for s in shapes), dtype=dtype)
+    results = []
+    for forward in (scale.forward_segments, scale.forward_compiled):
+        x = w.clone().requires_grad_(True)
+        scale.gain.grad = None
+        out = forward(x)
+        (out * g).sum().backward()
+        results.append((out.detach(), x.grad, scale.gain.grad.clone()))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(*results):
+        assert a.dtype == dtype and torch.allclose(a, b, atol=tol * max(1.0, float(a.abs().max())), rtol=0)
+    assert scale(w).grad_fn.name() == "_CompiledScaleBackward"  # what a CPU step runs
+
+
 def test_a_distributed_circuit_with_an_mps_mapping_learns(tmp_path):
     """The CLI trains circuit.partitions=2 with mapping=mps; its summary shows it learned and counts the MPS."""
     proc = run_train(tmp_path / "run", *TINY[:1], "trainer.epochs=2", "trainer.limit_train_batches=40", "trainer.threads=1",

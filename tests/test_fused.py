@@ -81,6 +81,16 @@ def test_program_lists_every_gate_once():
     assert len(ry_ops) == 16 * 14 and len(ry_perms) == 1  # the CNOT chain is one permutation, shared by all blocks
 
 
+@pytest.mark.parametrize("n_qubits,n_blocks", [(2, 3), (7, 5), (8, 3), (13, 4)])
+@pytest.mark.parametrize("layout", ["chain", "ring"])
+def test_rotation_layers_equal_gate_by_gate(n_qubits, n_blocks, layout):
+    """RY layers as LAYER ops (two rotations per pass, gradients from after the layer) = one op per gate, float64."""
+    a, angles, w = random_case("RY", "CNOT", layout, n_qubits, n_blocks, seed=n_qubits)
+    layered, plain = FusedStatevector(a, torch.float64), FusedStatevector(a, torch.float64, layers=False)
+    assert (layered.program.ops[:, 0] == 5).sum() == n_blocks and not (plain.program.ops[:, 0] == 5).any()
+    assert_same(probs_and_grads(layered, angles, w), probs_and_grads(plain, angles, w), atol=1e-12)
+
+
 def test_cnot_permutation_on_basis_states():
     # CNOT(0 -> 1) then CNOT(1 -> 2) on 3 qubits: |100> -> |110> -> |111>
     perm = cnot_permutation(3, ((0, 1), (1, 2)))

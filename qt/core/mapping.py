@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -182,12 +183,29 @@ class TensorScale(nn.Module):
         # a large target: per tensor, as (units, fan-in) views with contiguous reductions, a few ops per tensor
         # instead of gathers and scatters over every weight (the same result; a test checks it)
         self.sizes, self.units = sizes, units
-        self.by_tensor = sum(sizes) >= LARGE  # below: segment sums, a fixed dozen ops
+        self.by_tensor = sum(sizes) >= LARGE  # below: segment sums, a fixed dozen ops (compiled on CPU)
+        self._groups = None
+
+    def kernel_groups(self) -> tuple:
+        """(layout, centre columns): what :mod:`qt.core.mapping_kernels` takes; layout rows (start, units, fan-in), built once."""
+        if self._groups is None:
+            starts = np.cumsum([0, *self.sizes[:-1]])
+            layout = np.array([(s, u, size // u) for s, u, size in zip(starts, self.units, self.sizes)], dtype=np.int64)
+            self._groups = (layout.reshape(-1, 3), bool(self.center_columns))
+            self.offset_np = self.offset.double().numpy()
+        return self._groups
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if self.by_tensor:
             return self.forward_by_tensor(w)
+        if w.device.type == "cpu":
+            return self.forward_compiled(w)
         return self.forward_segments(w)
+
+    def forward_compiled(self, w: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_segments` as two compiled calls (:mod:`qt.core.mapping_kernels`): the same values to rounding."""
+        gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
+        return _CompiledScale.apply(w, gain, self)
 
     def forward_by_tensor(self, w: torch.Tensor) -> torch.Tensor:
         gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
@@ -212,6 +230,32 @@ class TensorScale(nn.Module):
         # a one-element tensor has z = 0: it stays at its offset, as a standardised bias would
         gain = self.gain.to(w.dtype) * self.gain_unit.to(w.dtype)
         return z * (gain / (var + self.eps).sqrt())[seg] + self.offset.to(w.dtype)[seg]
+
+
+class _CompiledScale(torch.autograd.Function):
+    """:class:`TensorScale`'s segment path, forward and backward by :mod:`qt.core.mapping_kernels` (CPU)."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, gain: torch.Tensor, scale: TensorScale) -> torch.Tensor:
+        from qt.core import mapping_kernels as k
+
+        groups = scale.kernel_groups()
+        w_np = w.detach().contiguous().numpy()
+        z, out = np.empty_like(w_np), np.empty_like(w_np)
+        sigma = np.empty(len(scale.sizes))
+        gain_np = gain.detach().double().numpy()
+        k.scale_forward(w_np, *groups, gain_np, scale.offset_np, scale.eps, z, sigma, out)
+        ctx.groups, ctx.z, ctx.sigma, ctx.gain, ctx.dtype = groups, z, sigma, gain_np, gain.dtype
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        from qt.core import mapping_kernels as k
+
+        g_np = g.detach().contiguous().numpy()
+        dw, dgain = np.empty_like(g_np), np.empty(len(ctx.sigma))
+        k.scale_backward(g_np, ctx.z, ctx.sigma, *ctx.groups, ctx.gain, dw, dgain)
+        return torch.from_numpy(dw), torch.from_numpy(dgain).to(ctx.dtype), None
 
 
 class MPS(nn.Module):

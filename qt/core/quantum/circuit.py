@@ -11,7 +11,7 @@ from torch import nn
 from qt.core.checks import flag, number
 from qt.errors import ConfigError
 from qt.core.quantum.ansatz import build_ansatz, group_sizes
-from qt.core.quantum.fused_backend import FusedStatevector
+from qt.core.quantum.fused_backend import FusedStatevector, warm_kernels
 from qt.core.quantum.gradients import Estimator, SPSASettings, check_gradient, estimated_probs, executions_per_step
 from qt.core.quantum.noise import NoiseContext, NoiseModel, apply_readout, noisy_simulator
 from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
@@ -177,6 +177,8 @@ class ByDevice:
     def __init__(self, ansatz, dtype: torch.dtype, group_size: int | None):
         self.ansatz, self.dtype, self.group_size = ansatz, dtype, group_size
         self.simulators: dict[str, FusedStatevector | TorchStatevector] = {}  # built on first use
+        if not torch.cuda.is_available():  # it will run on CPU: load the kernels now, not in the first training step
+            warm_kernels(ansatz.is_real, dtype)
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         name = resolve_backend("auto", angles[0].device)

@@ -75,12 +75,49 @@ def compile_program(ansatz: Ansatz, split_cnots: bool = False) -> tuple[np.ndarr
     return np.array(ops, dtype=np.int64).reshape(-1, 4), perms
 
 
-class Program:
-    """A compiled circuit the kernels run: ops, CNOT permutations (and inverses), fixed-matrix table (in the state's dtype)."""
+def group_layers(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, layers): each run of two or more consecutive RY ops on distinct wires as one ``LAYER`` op (real kernels).
 
-    def __init__(self, n: int, real: bool, ops: np.ndarray, perms: np.ndarray, inverse: np.ndarray, dtype: type = np.float32):
+    A ``layers`` row is (count, stride, offset, ...) with the strides in descending order
+    (:mod:`qt.core.quantum.fused_kernels` pairs neighbours into one pass over the state).
+    """
+    k = _kernels()
+    out, runs, run = [], [], []
+
+    def close():
+        if len(run) > 1:
+            out.append((k.LAYER, len(runs), 0, 0))
+            runs.append(sorted(run, reverse=True))
+        else:
+            out.extend((k.RY, st, 0, off) for st, off in run)
+        run.clear()
+
+    for op in ops.tolist():
+        if op[0] == k.RY and all(op[1] != st for st, _ in run):
+            run.append((op[1], op[3]))
+            continue
+        close()
+        if op[0] == k.RY:
+            run.append((op[1], op[3]))
+        else:
+            out.append(tuple(op))
+    close()
+    width = 1 + 2 * max((len(r) for r in runs), default=0)
+    layers = np.zeros((max(len(runs), 1), width), dtype=np.int64)
+    for i, r in enumerate(runs):
+        layers[i, 0] = len(r)
+        layers[i, 1 : 1 + 2 * len(r)] = np.array(r, dtype=np.int64).reshape(-1)
+    return np.array(out, dtype=np.int64).reshape(-1, 4), layers
+
+
+class Program:
+    """A compiled circuit the kernels run: ops, CNOT permutations (and inverses), fixed-matrix table (in the state's
+    dtype), and the rotation layers of ``LAYER`` ops (:func:`group_layers`)."""
+
+    def __init__(self, n: int, real: bool, ops: np.ndarray, perms: np.ndarray, inverse: np.ndarray, dtype: type = np.float32, layers: np.ndarray | None = None):
         k = _kernels()
         self.n, self.ops, self.perms, self.inverse = n, ops, perms, inverse
+        self.layers = np.zeros((1, 1), dtype=np.int64) if layers is None else layers
         self.mats = np.zeros((1, 16), dtype=dtype)
         self.forward = k.forward_real if real else k.forward_complex
         self.backward = k.backward_real if real else k.backward_complex
@@ -93,7 +130,11 @@ class Program:
 
     def run(self, params: np.ndarray, probs: np.ndarray):
         """Final state of the program on |0...0>; writes its probabilities into ``probs``."""
-        return self.forward(self.ops, params, self.perms, self.mats, self.n, probs)
+        return self.forward(self.ops, params, self.perms, self.mats, self.layers, self.n, probs)
+
+    def adjoint(self, params: np.ndarray, state: tuple[np.ndarray, ...], dy: np.ndarray, grad: np.ndarray) -> None:
+        """Adds the gradient of sum(dy * probs) to ``grad``, from the final ``state`` (consumed)."""
+        self.backward(self.ops, params, self.perms, self.inverse, self.mats, self.layers, *state, dy, grad)
 
 
 class _FusedProbs(torch.autograd.Function):
@@ -113,7 +154,7 @@ class _FusedProbs(torch.autograd.Function):
         state = tuple(s.copy() for s in (ctx.state if isinstance(ctx.state, tuple) else (ctx.state,)))
         grad = np.zeros_like(params)
         dy_np = np.ascontiguousarray(dy.detach().numpy(), dtype=params.dtype)
-        program.backward(program.ops, params, program.perms, program.inverse, program.mats, *state, dy_np, grad)
+        program.adjoint(params, state, dy_np, grad)
         out, offset = [], 0
         for shape in ctx.shapes:
             size = int(np.prod(shape))
@@ -129,15 +170,43 @@ def fused_probs(program: Program, angles: list[torch.Tensor]) -> torch.Tensor:
     return _FusedProbs.apply(program, *angles)
 
 
+_WARM: set[tuple[bool, torch.dtype]] = set()
+
+
+def warm_kernels(real: bool, dtype: torch.dtype) -> None:
+    """Load (or compile) the forward and backward kernels for a ``real`` or complex state of ``dtype`` now.
+
+    numba loads a cached kernel at its first call (~0.7 s in a fresh process here); without
+    this, that load would land in the first training step and in the epoch's timing. Runs a
+    one-qubit circuit of the same kernel signature, once per process.
+    """
+    if (real, dtype) in _WARM:
+        return
+    k = _kernels()
+    kind, count = (k.RY, 1) if real else (k.U3, 3)
+    program = Program(1, real, np.array([[kind, 1, 0, 0]], dtype=np.int64), np.zeros((1, 2), np.uint64), np.zeros((1, 2), np.uint64), _NP[dtype])
+    params = np.full(count, 0.5, dtype=_NP[dtype])
+    state = program.run(params, np.empty(2, dtype=_NP[dtype]))
+    state = state if isinstance(state, tuple) else (state,)
+    program.adjoint(params, state, np.ones(2, _NP[dtype]), np.zeros_like(params))
+    _WARM.add((real, dtype))
+
+
 class FusedStatevector:
     """Probabilities of an ansatz by the fused kernels; differentiable (adjoint method). CPU tensors only."""
 
-    def __init__(self, ansatz: Ansatz, dtype: torch.dtype = torch.float32, split_cnots: bool = False):
+    def __init__(self, ansatz: Ansatz, dtype: torch.dtype = torch.float32, split_cnots: bool = False, layers: bool = True):
+        """``split_cnots``: one op per CNOT; ``layers``: RY layers as ``LAYER`` ops (real states; off where ops are
+        edited per gate, as noise trajectories do)."""
         self.ansatz = ansatz
         self.n = ansatz.n_qubits
         self.dtype = dtype
         ops, perms = compile_program(ansatz, split_cnots=split_cnots)
-        self.program = Program(self.n, ansatz.is_real, ops, perms, np.argsort(perms, axis=1).astype(np.uint64), _NP[dtype])
+        table = None
+        if layers and ansatz.is_real:
+            ops, table = group_layers(ops)
+        self.program = Program(self.n, ansatz.is_real, ops, perms, np.argsort(perms, axis=1).astype(np.uint64), _NP[dtype], table)
+        warm_kernels(ansatz.is_real, dtype)  # before training starts, not in its first step
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         return fused_probs(self.program, angles)

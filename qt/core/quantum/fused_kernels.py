@@ -13,6 +13,13 @@ A circuit reaches these kernels as a *program*: an int64 array of ops, one row e
   real 2x2 matrix with no angle, invertible but not necessarily unitary (the Pauli errors and
   amplitude-damping operators of a noise trajectory, :mod:`qt.core.quantum.noise`). A ``mats``
   row holds 16 reals: the matrix and its inverse, each as 8 reals (2x2 complex, row-major).
+* ``LAYER`` (real state only; stride_a = row of the layer table ``layers``): consecutive RYs
+  on distinct wires, as :func:`qt.core.quantum.fused_backend.group_layers` finds them. A
+  ``layers`` row is (count, stride, offset, stride, offset, ...), strides descending. They
+  commute, so the forward applies them two per pass over the state where runs are long
+  (:data:`PAIR_RUN`), and the backward takes every gradient from the state and adjoint
+  *after* the layer (an RY's generator commutes with the other wires' rotations, so
+  ``<l|J_q|psi>`` is the same anywhere in the layer) before un-applying the layer from both.
 
 The forward keeps only the final state. The backward is the adjoint method: walking the
 ops in reverse, each gate contributes ``2 Re <lambda| dU |psi>`` to its angles' gradient
@@ -37,7 +44,9 @@ import numba
 import numpy as np
 from numba import njit, uint64
 
-RY, U3, CU3, PERM, FIXED = 0, 1, 2, 3, 4
+RY, U3, CU3, PERM, FIXED, LAYER = 0, 1, 2, 3, 4, 5
+#: runs at least this long: two rotations of a layer in one pass over the state (shorter runs: one at a time)
+PAIR_RUN = 32
 #: controlled gates whose index runs are shorter than this go through a blended pass instead
 SHORT_RUN = 16
 
@@ -183,43 +192,118 @@ def _u3_entries(params, off):
 
 @_helper
 def _gather(x, tmp, perm):
+    """tmp <- x[perm] (the caller swaps the two buffers: no copy back)."""
     n = uint64(x.shape[0])
     for i in range(uint64(0), n):
         tmp[i] = x[perm[i]]
-    for i in range(uint64(0), n):
+
+
+@_helper
+def _permute(x, tmp, perm):
+    """x <- x[perm] in place (through ``tmp``)."""
+    _gather(x, tmp, perm)
+    for i in range(uint64(0), uint64(x.shape[0])):
         x[i] = tmp[i]
+
+
+@_helper
+def _ry_pair(re, sa, sb, ca, sna, cb, snb):
+    """RY(a) and RY(b) in one pass (strides sa > sb >= PAIR_RUN): the quads (j, j + sb, j + sa, j + sa + sb)."""
+    for outer in range(0, re.shape[0], 2 * sa):
+        for base in range(outer, outer + sa, 2 * sb):
+            a0, a1 = re[base : base + sb], re[base + sb : base + 2 * sb]
+            a2, a3 = re[base + sa : base + sa + sb], re[base + sa + sb : base + sa + 2 * sb]
+            for t in range(sb):
+                x0, x1 = _rot(cb, snb, a0[t], a1[t])
+                x2, x3 = _rot(cb, snb, a2[t], a3[t])
+                a0[t], a2[t] = _rot(ca, sna, x0, x2)
+                a1[t], a3[t] = _rot(ca, sna, x1, x3)
+
+
+@_helper
+def _ry_grad_pair(re, lr, sa, sb):
+    """(_ry_grad at sa, _ry_grad at sb) from one read-only pass over the quads."""
+    ga = re[0] * 0
+    gb = re[0] * 0
+    for outer in range(0, re.shape[0], 2 * sa):
+        for base in range(outer, outer + sa, 2 * sb):
+            a0, a1 = re[base : base + sb], re[base + sb : base + 2 * sb]
+            a2, a3 = re[base + sa : base + sa + sb], re[base + sa + sb : base + sa + 2 * sb]
+            b0, b1 = lr[base : base + sb], lr[base + sb : base + 2 * sb]
+            b2, b3 = lr[base + sa : base + sa + sb], lr[base + sa + sb : base + sa + 2 * sb]
+            for t in range(sb):
+                gb += b1[t] * a0[t] - b0[t] * a1[t] + b3[t] * a2[t] - b2[t] * a3[t]
+                ga += b2[t] * a0[t] - b0[t] * a2[t] + b3[t] * a1[t] - b1[t] * a3[t]
+    return ga, gb
+
+
+@_helper
+def _layer_apply(re, layer, params, sign, cs):
+    """The layer's rotations on ``re`` (sign -1: their transposes, which un-apply them); two per pass where runs allow."""
+    count, i = layer[0], 0
+    while i < count:
+        st, off = layer[1 + 2 * i], layer[2 + 2 * i]
+        cs[0], cs[1] = math.cos(params[off] / 2), sign * math.sin(params[off] / 2)
+        if i + 1 < count and layer[3 + 2 * i] >= PAIR_RUN:
+            sb, ob = layer[3 + 2 * i], layer[4 + 2 * i]
+            cs[2], cs[3] = math.cos(params[ob] / 2), sign * math.sin(params[ob] / 2)
+            _ry_pair(re, st, sb, cs[0], cs[1], cs[2], cs[3])
+            i += 2
+        else:
+            _ry_real(re, st, cs[0], cs[1])
+            i += 1
+
+
+@_helper
+def _layer_grads(re, lr, layer, grad):
+    """Every rotation's gradient in the layer from the state and adjoint after it (read-only passes, two per pass where runs allow)."""
+    count, i = layer[0], 0
+    while i < count:
+        st, off = layer[1 + 2 * i], layer[2 + 2 * i]
+        if i + 1 < count and layer[3 + 2 * i] >= PAIR_RUN:
+            ga, gb = _ry_grad_pair(re, lr, st, layer[3 + 2 * i])
+            grad[off] += ga
+            grad[layer[4 + 2 * i]] += gb
+            i += 2
+        else:
+            grad[off] += _ry_grad(re, lr, st)
+            i += 1
 
 
 # -- real state (RY + CNOT) ------------------------------------------------------------
 @_kernel
-def forward_real(ops, params, perms, mats, n_qubits, probs):
+def forward_real(ops, params, perms, mats, layers, n_qubits, probs):
     """Final state of the program on |0...0> (real gates only); writes probabilities, returns the state."""
     n = 1 << n_qubits
     re = np.zeros(n, dtype=params.dtype)
     tmp = np.empty_like(re)
-    cs = np.empty(2, dtype=re.dtype)  # coefficients in the state's dtype: mixed precision would not vectorise
+    cs = np.empty(4, dtype=re.dtype)  # coefficients in the state's dtype: mixed precision would not vectorise
     re[0] = 1
     for k in range(ops.shape[0]):
         kind, off = ops[k, 0], ops[k, 3]
         if kind == RY:
             cs[0], cs[1] = math.cos(params[off] / 2), math.sin(params[off] / 2)
             _ry_real(re, ops[k, 1], cs[0], cs[1])
+        elif kind == LAYER:
+            _layer_apply(re, layers[ops[k, 1]], params, 1.0, cs)
         elif kind == FIXED:
             m = mats[off]
             _fixed_real(re, ops[k, 1], m[0], m[2], m[4], m[6])
         else:
             _gather(re, tmp, perms[ops[k, 1]])
+            re, tmp = tmp, re
     for i in range(n):
         probs[i] = re[i] * re[i]
     return re
 
 
 @_kernel
-def backward_real(ops, params, perms, inverse, mats, re, dy, grad):
+def backward_real(ops, params, perms, inverse, mats, layers, re, dy, grad):
     """Adjoint gradient of sum(dy * probs) w.r.t. ``params`` into ``grad``; ``re`` (the final state) is consumed."""
     lr = dy * re
-    tmp = np.empty_like(re)
-    cs = np.empty(2, dtype=re.dtype)
+    tmp_r = np.empty_like(re)
+    tmp_l = np.empty_like(re)
+    cs = np.empty(4, dtype=re.dtype)
     for k in range(ops.shape[0] - 1, -1, -1):
         kind, off = ops[k, 0], ops[k, 3]
         if kind == RY:
@@ -228,13 +312,20 @@ def backward_real(ops, params, perms, inverse, mats, re, dy, grad):
             cs[0], cs[1] = math.cos(params[off] / 2), -math.sin(params[off] / 2)  # RY(theta)^T = RY(-theta)
             _ry_real(re, st, cs[0], cs[1])
             _ry_real(lr, st, cs[0], cs[1])
+        elif kind == LAYER:
+            layer = layers[ops[k, 1]]
+            _layer_grads(re, lr, layer, grad)
+            _layer_apply(re, layer, params, -1.0, cs)
+            _layer_apply(lr, layer, params, -1.0, cs)
         elif kind == FIXED:
             m = mats[off]
             _fixed_real(re, ops[k, 1], m[8], m[10], m[12], m[14])  # the inverse on the state
             _fixed_real(lr, ops[k, 1], m[0], m[4], m[2], m[6])  # the transpose on the adjoint
         else:
-            _gather(re, tmp, inverse[ops[k, 1]])
-            _gather(lr, tmp, inverse[ops[k, 1]])
+            _gather(re, tmp_r, inverse[ops[k, 1]])
+            _gather(lr, tmp_l, inverse[ops[k, 1]])
+            re, tmp_r = tmp_r, re
+            lr, tmp_l = tmp_l, lr
 
 
 # -- complex state ---------------------------------------------------------------------
@@ -476,7 +567,7 @@ def _re_trace(d, m):
 
 
 @_kernel
-def forward_complex(ops, params, perms, mats, n_qubits, probs):
+def forward_complex(ops, params, perms, mats, layers, n_qubits, probs):
     """Final state (re, im) of the program on |0...0>; writes probabilities."""
     n = 1 << n_qubits
     re = np.zeros(n, dtype=params.dtype)
@@ -487,8 +578,8 @@ def forward_complex(ops, params, perms, mats, n_qubits, probs):
     for k in range(ops.shape[0]):
         kind, sa, sb, off = ops[k, 0], ops[k, 1], ops[k, 2], ops[k, 3]
         if kind == PERM:
-            _gather(re, tmp, perms[ops[k, 1]])
-            _gather(im, tmp, perms[ops[k, 1]])
+            _permute(re, tmp, perms[ops[k, 1]])
+            _permute(im, tmp, perms[ops[k, 1]])
         elif kind == FIXED:
             _apply_gate(re, im, sa, 0, False, mats[off, :8])
         else:
@@ -500,7 +591,7 @@ def forward_complex(ops, params, perms, mats, n_qubits, probs):
 
 
 @_kernel
-def backward_complex(ops, params, perms, inverse, mats, re, im, dy, grad):
+def backward_complex(ops, params, perms, inverse, mats, layers, re, im, dy, grad):
     """Adjoint gradient of sum(dy * probs) into ``grad``; the final state (re, im) is consumed."""
     lr = dy * re
     li = dy * im
@@ -511,7 +602,7 @@ def backward_complex(ops, params, perms, inverse, mats, re, im, dy, grad):
         kind, sa, sb, off = ops[k, 0], ops[k, 1], ops[k, 2], ops[k, 3]
         if kind == PERM:
             for x in (re, im, lr, li):
-                _gather(x, tmp, inverse[ops[k, 1]])
+                _permute(x, tmp, inverse[ops[k, 1]])
             continue
         if kind == FIXED:
             _apply_gate(re, im, sa, 0, False, mats[off, 8:])

@@ -162,7 +162,7 @@ class FusedTrajectories:
         from qt.core.quantum.fused_backend import FusedStatevector, _kernels, op_wires
 
         self.noise, self.context, self.n = noise, context, ansatz.n_qubits
-        base = FusedStatevector(ansatz, dtype=dtype, split_cnots=True)
+        base = FusedStatevector(ansatz, dtype=dtype, split_cnots=True, layers=False)
         self.base = base.program
         self.mats = fixed_matrices(noise.amplitude_damping).astype(self.base.mats.dtype)
         fixed = _kernels().FIXED
