@@ -87,8 +87,53 @@ def test_rotation_layers_equal_gate_by_gate(n_qubits, n_blocks, layout):
     """RY layers as LAYER ops (two rotations per pass, gradients from after the layer) = one op per gate, float64."""
     a, angles, w = random_case("RY", "CNOT", layout, n_qubits, n_blocks, seed=n_qubits)
     layered, plain = FusedStatevector(a, torch.float64), FusedStatevector(a, torch.float64, layers=False)
-    assert (layered.program.ops[:, 0] == 5).sum() == n_blocks and not (plain.program.ops[:, 0] == 5).any()
+    per_block = 2 if n_qubits >= 10 else 1  # from 10 qubits a layer is split around a relabelling (plan_program)
+    assert (layered.program.ops[:, 0] == 5).sum() == per_block * n_blocks and not (plain.program.ops[:, 0] == 5).any()
+    assert layered.program.saved and not plain.program.saved  # states kept per layer: the backward walks the adjoint only
     assert_same(probs_and_grads(layered, angles, w), probs_and_grads(plain, angles, w), atol=1e-12)
+    x = angles[0].detach().clone().requires_grad_(True)
+    loss = (layered.probs([x]) * w).sum()
+    first = torch.autograd.grad(loss, x, retain_graph=True)[0]
+    assert torch.equal(first, torch.autograd.grad(loss, x)[0])  # a second backward of one forward: the same
+
+
+def test_rotation_layers_without_entanglement_keep_every_layer():
+    """variant=no_entanglement: layer after layer with no permutation between them; each kept state is its own."""
+    g = torch.Generator().manual_seed(5)
+    a = build_ansatz("RY", "CNOT", "chain", 6, 4, entangle=False)
+    angles = [torch.rand(s, generator=g, dtype=torch.float64) * 6.3 for s in a.angle_shapes()]
+    w = torch.randn(2**6, generator=g, dtype=torch.float64)
+    layered = FusedStatevector(a, torch.float64)
+    assert layered.program.saved and (layered.program.ops[:, 0] == 5).all()
+    assert_same(probs_and_grads(layered, angles, w), probs_and_grads(TorchStatevector(a, dtype=torch.float64), angles, w), atol=1e-12)
+
+
+@pytest.mark.parametrize("rotation,entangler,layout", ANSATZE)
+def test_planned_layouts_keep_gates_off_the_slow_bits(rotation, entangler, layout):
+    """From 10 qubits the program moves wires between two layouts: RY+CNOT runs no gate on index bits 0-4,
+    U3+CU3 ring at most one a block; probabilities and gradients stay the unplanned program's (1e-12)."""
+    from qt.core.quantum.fused_backend import plan_program
+
+    a, angles, w = random_case(rotation, entangler, layout, 11, 3, seed=11)
+    ops, _ = plan_program(a)
+    strides = ops[ops[:, 0] != 3][:, 1:3]
+    slow = int(((strides > 0) & (strides < 32)).any(axis=1).sum())
+    assert slow <= (0 if (rotation, entangler) == ("RY", "CNOT") else 3)
+    planned, plain = FusedStatevector(a, torch.float64), FusedStatevector(a, torch.float64, layers=False)
+    assert_same(probs_and_grads(planned, angles, w), probs_and_grads(plain, angles, w), atol=1e-12)
+
+
+def test_saved_states_stay_within_their_budget(monkeypatch):
+    """Above SAVED_STATES_BYTES the states are not kept: the backward un-applies the state instead (same results)."""
+    from qt.core.quantum import fused_backend
+
+    a, angles, w = random_case("RY", "CNOT", "chain", 8, 6, seed=3)
+    monkeypatch.setattr(fused_backend, "SAVED_STATES_BYTES", 6 * 2**8 * 8 - 1)
+    unsaved = FusedStatevector(a, torch.float64)
+    monkeypatch.undo()
+    saved = FusedStatevector(a, torch.float64)
+    assert saved.program.saved and not unsaved.program.saved
+    assert_same(probs_and_grads(saved, angles, w), probs_and_grads(unsaved, angles, w), atol=1e-12)
 
 
 def test_cnot_permutation_on_basis_states():

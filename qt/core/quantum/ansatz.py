@@ -30,7 +30,7 @@ entanglement.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,16 +176,18 @@ def build_ansatz(
     return Ansatz(n_qubits=int(n_qubits), n_blocks=int(n_blocks), block=block)
 
 
-def cnot_permutation(n_qubits: int, pairs: Iterable[tuple[int, ...]]) -> np.ndarray:
+def cnot_permutation(n_qubits: int, pairs: Iterable[tuple[int, ...]], positions: Sequence[int] | None = None) -> np.ndarray:
     """Index permutation P (uint64) with ``state[P]`` = the state after the CNOTs (control, target), in order.
 
     CNOTs permute basis states, so a run of them is one gather of the state; both qt
-    backends apply CNOT runs this way.
+    backends apply CNOT runs this way. ``positions``: the bit of the index each wire is
+    stored in (default: wire 0 the most significant, as everywhere else).
     """
+    bit = list(positions) if positions is not None else [n_qubits - 1 - q for q in range(n_qubits)]
     idx = np.arange(2**n_qubits, dtype=np.uint64)
     perm = idx.copy()
     for control, target in pairs:
-        cmask, tmask = np.uint64(1 << (n_qubits - 1 - control)), np.uint64(1 << (n_qubits - 1 - target))
+        cmask, tmask = np.uint64(1 << bit[control]), np.uint64(1 << bit[target])
         perm = perm[np.where(idx & cmask != 0, idx ^ tmask, idx)]
     return perm
 

@@ -11,7 +11,7 @@ from torch import nn
 from qt.core.checks import flag, number
 from qt.errors import ConfigError
 from qt.core.quantum.ansatz import build_ansatz, group_sizes
-from qt.core.quantum.fused_backend import FusedStatevector, warm_kernels
+from qt.core.quantum.fused_backend import PLAN_MAX_QUBITS, SAVED_STATES_BYTES, SLOW_BITS, FusedStatevector, warm_kernels
 from qt.core.quantum.gradients import Estimator, SPSASettings, check_gradient, estimated_probs, executions_per_step
 from qt.core.quantum.noise import NoiseContext, NoiseModel, apply_readout, noisy_simulator
 from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
@@ -243,6 +243,9 @@ def estimate_memory_bytes(
     if backend in ("fused", "auto"):
         # real state: state, scratch, probabilities, saved state, its copy, adjoint, gradient input; x2 for complex
         itemsize, kept = 4 * wide, (7 if a.is_real else 13)
+        layers = a.n_blocks * (2 if 2 * SLOW_BITS <= n_qubits <= PLAN_MAX_QUBITS else 1)  # planned: split around a relabelling
+        if a.is_real and n_qubits > 1 and layers * 2**n_qubits * itemsize <= SAVED_STATES_BYTES:
+            kept += layers  # the state after each rotation layer, kept for the backward (fused_backend.Program)
     elif backend == "lightning.qubit":
         itemsize, kept = 16, 6  # forward state, adjoint bra/ket, observable, probabilities
     elif backend == "default.qubit":

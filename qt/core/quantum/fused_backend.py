@@ -11,6 +11,8 @@ given (``trainer.threads``, or a parallel launcher's per-job budget).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -75,6 +77,138 @@ def compile_program(ansatz: Ansatz, split_cnots: bool = False) -> tuple[np.ndarr
     return np.array(ops, dtype=np.int64).reshape(-1, 4), perms
 
 
+#: bit positions whose index runs are shorter than a paired pass (strides 1..16): gates there cost 2-10x
+SLOW_BITS = 5
+#: a real state above this outgrows the L2 cache, and a relabelling gather costs more than the slow bits it avoids
+#: (measured: 17 qubits even, 19 qubits 10 % slower); a complex one gains at every size (19 qubits: 20 % faster)
+PLAN_MAX_QUBITS = 16
+#: relative costs the layout plan weighs (measured at 13 qubits: a gate on a slow bit 2-10x a fast one, forward and
+#: backward together; a relabelling gather ~4 fast gates)
+_FAST, _SLOW, _RELABEL = 1, 6, 4
+
+
+def _layouts(n: int) -> tuple[list[int], list[int]]:
+    """Two layouts (the bit each wire is stored in): A, wire 0 most significant; B, A with bits 0-4 swapped with 5-9.
+
+    Every wire sits on a fast bit (>= SLOW_BITS) in at least one of them.
+    """
+    a = [n - 1 - q for q in range(n)]
+    swap = [p + SLOW_BITS if p < SLOW_BITS else p - SLOW_BITS if p < 2 * SLOW_BITS else p for p in range(n)]
+    return a, [swap[p] for p in a]
+
+
+def _relabelling(n: int, src: list[int], dst: list[int]) -> np.ndarray:
+    """P with ``state_src[P]`` = the same state stored in layout ``dst``."""
+    idx = np.arange(2**n, dtype=np.uint64)
+    out = np.zeros_like(idx)
+    for q in range(n):
+        out |= ((idx >> np.uint64(dst[q])) & np.uint64(1)) << np.uint64(src[q])
+    return out
+
+
+def _segments(ansatz: Ansatz) -> list[tuple[str, list]]:
+    """The walk as segments: ("layer", gates) for a run of one-qubit rotations on distinct wires (they commute), else ("op", [item])."""
+    out: list[tuple[str, list]] = []
+    for item in _walk(ansatz, split_cnots=False):
+        gate, wires, _ = item
+        if gate in ("RY", "U3"):
+            if out and out[-1][0] == "layer" and all(w[1][0] != wires[0] for w in out[-1][1]):
+                out[-1][1].append(item)
+                continue
+            out.append(("layer", [item]))
+        else:
+            out.append(("op", [item]))
+    return out
+
+
+def _plan(segments: list[tuple[str, list]], layouts: tuple[list[int], list[int]], n: int) -> list[tuple[int, int]]:
+    """(layout in, layout out) per segment, cheapest under the cost model (Viterbi over the two layouts).
+
+    A layer entering in layout L and leaving in the other runs its gates that are fast in L,
+    is relabelled, then runs the rest; any other segment runs in its layout out, after a
+    relabelling if it arrives in the other. Starts free (|0...0> is the same in both), ends in A.
+    """
+    fast = [[layouts[s][q] >= SLOW_BITS for q in range(n)] for s in (0, 1)]
+
+    def cost(item, s):
+        gate, wires, _ = item
+        qs = [q for pair in wires for q in pair] if gate == "CNOT" else list(wires)
+        return _FAST if gate == "CNOT" or all(fast[s][q] for q in qs) else _SLOW
+
+    best, back = [0.0, 0.0], []
+    for kind, items in segments:
+        new, choice = [0.0, 0.0], [(0, 0), (0, 0)]
+        for s in (0, 1):
+            stay = best[s] + sum(cost(i, s) for i in items)
+            if kind == "layer":  # from the other layout: its fast gates there, relabel, the rest here (fast here)
+                other = best[1 - s] + _RELABEL + len(items) * _FAST
+            else:
+                other = best[1 - s] + _RELABEL + cost(items[0], s)
+            new[s], choice[s] = (stay, (s, s)) if stay <= other else (other, (1 - s, s))
+        best = new
+        back.append(choice)
+    state = 0 if best[0] <= best[1] + _RELABEL else 1
+    plan = []
+    for choice in reversed(back):
+        plan.append(choice[state])
+        state = choice[state][0]
+    return plan[::-1]
+
+
+def plan_program(ansatz: Ansatz) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, perms) as :func:`compile_program`, with wires moved between two layouts so that gates run on fast bits.
+
+    A gate on one of the lowest :data:`SLOW_BITS` bits of the index runs over runs shorter
+    than a vector and costs 2-10x one on a higher bit; :func:`_plan` chooses where to
+    relabel the state (one gather) so that few gates do. A rotation layer's gates commute,
+    so a layer can run its fast gates, be relabelled, and run the rest. The final state is
+    in the usual layout. Needs n >= 2 * SLOW_BITS (else :func:`compile_program`).
+    """
+    k = _kernels()
+    n = ansatz.n_qubits
+    layouts = _layouts(n)
+    fast = [[layouts[s][q] >= SLOW_BITS for q in range(n)] for s in (0, 1)]
+    kinds = {"RY": k.RY, "U3": k.U3, "CU3": k.CU3}
+    ops: list[tuple[int, int, int, int]] = []
+    perm_rows: dict[tuple, int] = {}
+
+    def perm(key):
+        ops.append((k.PERM, perm_rows.setdefault(key, len(perm_rows)), 0, 0))
+
+    def gate(item, s):
+        g, wires, off = item
+        if g == "CNOT":
+            return perm(("cnot", wires, s))
+        pos = layouts[s]
+        ops.append((kinds[g], 1 << pos[wires[0]], 1 << pos[wires[1]] if len(wires) > 1 else 0, off))
+
+    segments = _segments(ansatz)
+    here = None
+    for (kind, items), (s_in, s_out) in zip(segments, _plan(segments, layouts, n)):
+        if kind == "layer" and s_in != s_out:
+            first = [i for i in items if fast[s_in][i[1][0]]]
+            if here is not None and here != s_in:
+                perm(("relabel",))
+            for i in first:
+                gate(i, s_in)
+            perm(("relabel",))
+            for i in items:
+                if not fast[s_in][i[1][0]]:
+                    gate(i, s_out)
+        else:
+            if here is not None and here != s_out:
+                perm(("relabel",))
+            for i in items:
+                gate(i, s_out)
+        here = s_out
+    if here == 1:
+        perm(("relabel",))
+    perms = np.zeros((max(len(perm_rows), 1), 2**n), dtype=np.uint64)
+    for key, row in perm_rows.items():  # the relabelling is an involution: one table both ways
+        perms[row] = _relabelling(n, *layouts) if key[0] == "relabel" else cnot_permutation(n, key[1], layouts[key[2]])
+    return np.array(ops, dtype=np.int64).reshape(-1, 4), perms
+
+
 def group_layers(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ops, layers): each run of two or more consecutive RY ops on distinct wires as one ``LAYER`` op (real kernels).
 
@@ -110,31 +244,65 @@ def group_layers(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(out, dtype=np.int64).reshape(-1, 4), layers
 
 
+#: the most memory the states kept for the backward (one per rotation layer) may take; above, the state is un-applied
+SAVED_STATES_BYTES = 256 * 2**20
+
+
 class Program:
     """A compiled circuit the kernels run: ops, CNOT permutations (and inverses), fixed-matrix table (in the state's
-    dtype), and the rotation layers of ``LAYER`` ops (:func:`group_layers`)."""
+    dtype), and the rotation layers of ``LAYER`` ops (:func:`group_layers`).
+
+    ``saved``: a real program whose rotations are all in layers keeps the state after each layer in the forward
+    (within :data:`SAVED_STATES_BYTES`), and its backward walks back the adjoint only.
+    """
 
     def __init__(self, n: int, real: bool, ops: np.ndarray, perms: np.ndarray, inverse: np.ndarray, dtype: type = np.float32, layers: np.ndarray | None = None):
         k = _kernels()
-        self.n, self.ops, self.perms, self.inverse = n, ops, perms, inverse
+        self.n, self.real, self.ops, self.perms, self.inverse, self.dtype = n, real, ops, perms, inverse, dtype
         self.layers = np.zeros((1, 1), dtype=np.int64) if layers is None else layers
         self.mats = np.zeros((1, 16), dtype=dtype)
         self.forward = k.forward_real if real else k.forward_complex
         self.backward = k.backward_real if real else k.backward_complex
+        n_layers = int((ops[:, 0] == k.LAYER).sum())
+        self.saved = (
+            real and n_layers > 0 and bool(np.isin(ops[:, 0], (k.LAYER, k.PERM)).all())
+            and n_layers * 2**n * np.dtype(dtype).itemsize <= SAVED_STATES_BYTES
+        )  # fmt: skip
+        self.n_saves = n_layers if self.saved else 0
+        self._pool: list[np.ndarray] = []
+        if self.saved:
+            self.backward = k.backward_real_saved
 
     def with_ops(self, ops: np.ndarray, mats: np.ndarray) -> "Program":
         """The same circuit with other ops (a noise trajectory: fixed matrices inserted; ``mats`` in ``self.mats.dtype``)."""
-        out = Program.__new__(Program)
-        out.__dict__.update(self.__dict__, ops=ops, mats=mats)
+        out = Program(self.n, self.real, ops, self.perms, self.inverse, self.dtype, self.layers)
+        out.mats = mats
         return out
 
-    def run(self, params: np.ndarray, probs: np.ndarray):
-        """Final state of the program on |0...0>; writes its probabilities into ``probs``."""
-        return self.forward(self.ops, params, self.perms, self.mats, self.layers, self.n, probs)
+    def run(self, params: np.ndarray, probs: np.ndarray, keep: bool = True):
+        """Final state of the program on |0...0>, and the states kept for its backward (``keep``: a backward will
+        follow); writes ``probs``."""
+        saves = self._saves(params.dtype) if self.saved and keep else np.empty((1, 1), dtype=params.dtype)
+        state = self.forward(self.ops, params, self.perms, self.mats, self.layers, self.n, probs, saves)
+        return (state if isinstance(state, tuple) else (state,)), saves
 
-    def adjoint(self, params: np.ndarray, state: tuple[np.ndarray, ...], dy: np.ndarray, grad: np.ndarray) -> None:
-        """Adds the gradient of sum(dy * probs) to ``grad``, from the final ``state`` (consumed)."""
-        self.backward(self.ops, params, self.perms, self.inverse, self.mats, self.layers, *state, dy, grad)
+    def _saves(self, dtype) -> np.ndarray:
+        """A buffer for the kept states: one no backward still holds (its autograd graph freed), else a new one.
+
+        Reused, because a fresh one (4 MiB at 13 qubits and 64 blocks) costs its page faults in every step.
+        """
+        for buf in self._pool:
+            if buf.dtype == dtype and sys.getrefcount(buf) <= 3:  # the pool, this loop and getrefcount's argument
+                return buf
+        buf = np.empty((self.n_saves, 2**self.n), dtype=dtype)
+        self._pool = [*self._pool[-3:], buf]
+        return buf
+
+    def adjoint(self, params: np.ndarray, state: tuple[np.ndarray, ...], saves: np.ndarray, dy: np.ndarray, grad: np.ndarray) -> None:
+        """Adds the gradient of sum(dy * probs) to ``grad``, from :meth:`run`'s results (left as they were)."""
+        if not self.saved:  # the kernel un-applies the final state in place: a copy, so a second backward sees the original
+            state = tuple(s.copy() for s in state)
+        self.backward(self.ops, params, self.perms, self.inverse, self.mats, self.layers, saves, *state, dy, grad)
 
 
 class _FusedProbs(torch.autograd.Function):
@@ -143,18 +311,17 @@ class _FusedProbs(torch.autograd.Function):
         dtype = _NP[angles[0].dtype]
         params = np.concatenate([a.detach().reshape(-1).numpy() for a in angles]).astype(dtype, copy=False)
         probs = np.empty(2**program.n, dtype=dtype)
-        state = program.run(params, probs)
-        ctx.program, ctx.params, ctx.state = program, params, state
+        ctx.state, ctx.saves = program.run(params, probs, keep=any(ctx.needs_input_grad))
+        ctx.program, ctx.params = program, params
         ctx.shapes = [a.shape for a in angles]
         return torch.from_numpy(probs)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         program, params = ctx.program, ctx.params
-        state = tuple(s.copy() for s in (ctx.state if isinstance(ctx.state, tuple) else (ctx.state,)))
         grad = np.zeros_like(params)
         dy_np = np.ascontiguousarray(dy.detach().numpy(), dtype=params.dtype)
-        program.adjoint(params, state, dy_np, grad)
+        program.adjoint(params, ctx.state, ctx.saves, dy_np, grad)
         out, offset = [], 0
         for shape in ctx.shapes:
             size = int(np.prod(shape))
@@ -186,9 +353,8 @@ def warm_kernels(real: bool, dtype: torch.dtype) -> None:
     kind, count = (k.RY, 1) if real else (k.U3, 3)
     program = Program(1, real, np.array([[kind, 1, 0, 0]], dtype=np.int64), np.zeros((1, 2), np.uint64), np.zeros((1, 2), np.uint64), _NP[dtype])
     params = np.full(count, 0.5, dtype=_NP[dtype])
-    state = program.run(params, np.empty(2, dtype=_NP[dtype]))
-    state = state if isinstance(state, tuple) else (state,)
-    program.adjoint(params, state, np.ones(2, _NP[dtype]), np.zeros_like(params))
+    state, saves = program.run(params, np.empty(2, dtype=_NP[dtype]))
+    program.adjoint(params, state, saves, np.ones(2, _NP[dtype]), np.zeros_like(params))
     _WARM.add((real, dtype))
 
 
@@ -196,12 +362,14 @@ class FusedStatevector:
     """Probabilities of an ansatz by the fused kernels; differentiable (adjoint method). CPU tensors only."""
 
     def __init__(self, ansatz: Ansatz, dtype: torch.dtype = torch.float32, split_cnots: bool = False, layers: bool = True):
-        """``split_cnots``: one op per CNOT; ``layers``: RY layers as ``LAYER`` ops (real states; off where ops are
-        edited per gate, as noise trajectories do)."""
+        """``split_cnots``: one op per CNOT; ``layers``: the program optimised, its ops no longer one per gate in
+        order (from 10 qubits wires move between layouts, :func:`plan_program`; RY layers become ``LAYER`` ops): off
+        where ops are edited per gate, as noise trajectories do."""
         self.ansatz = ansatz
         self.n = ansatz.n_qubits
         self.dtype = dtype
-        ops, perms = compile_program(ansatz, split_cnots=split_cnots)
+        planned = layers and not split_cnots and self.n >= 2 * SLOW_BITS and (self.n <= PLAN_MAX_QUBITS or not ansatz.is_real)
+        ops, perms = plan_program(ansatz) if planned else compile_program(ansatz, split_cnots=split_cnots)
         table = None
         if layers and ansatz.is_real:
             ops, table = group_layers(ops)
