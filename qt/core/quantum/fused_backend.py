@@ -350,11 +350,15 @@ def warm_kernels(real: bool, dtype: torch.dtype) -> None:
     if (real, dtype) in _WARM:
         return
     k = _kernels()
-    kind, count = (k.RY, 1) if real else (k.U3, 3)
-    program = Program(1, real, np.array([[kind, 1, 0, 0]], dtype=np.int64), np.zeros((1, 2), np.uint64), np.zeros((1, 2), np.uint64), _NP[dtype])
-    params = np.full(count, 0.5, dtype=_NP[dtype])
-    state, saves = program.run(params, np.empty(2, dtype=_NP[dtype]))
-    program.adjoint(params, state, saves, np.ones(2, _NP[dtype]), np.zeros_like(params))
+    one_gate = np.array([[k.RY if real else k.U3, 1, 0, 0]], dtype=np.int64)
+    perms = np.zeros((1, 4), np.uint64)
+    programs = [Program(2, real, one_gate, perms, perms, _NP[dtype])]
+    if real:  # and a layer with its states kept: backward_real_saved
+        programs.append(Program(2, True, np.array([[k.LAYER, 0, 0, 0]]), perms, perms, _NP[dtype], np.array([[2, 2, 0, 1, 1]])))
+    for program in programs:
+        params = np.full(3, 0.5, dtype=_NP[dtype])
+        state, saves = program.run(params, np.empty(4, dtype=_NP[dtype]))
+        program.adjoint(params, state, saves, np.ones(4, _NP[dtype]), np.zeros_like(params))
     _WARM.add((real, dtype))
 
 
