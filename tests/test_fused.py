@@ -123,6 +123,22 @@ def test_planned_layouts_keep_gates_off_the_slow_bits(rotation, entangler, layou
     assert_same(probs_and_grads(planned, angles, w), probs_and_grads(plain, angles, w), atol=1e-12)
 
 
+def test_kept_states_are_reused_only_once_their_graph_is_freed():
+    """The kept-states buffer is pooled: a forward while an earlier graph is alive gets its own, so that graph's
+    second backward is unchanged; after the graph is freed, its buffer is reused (no new allocation every step)."""
+    a, angles, w = random_case("RY", "CNOT", "chain", 10, 3, seed=2)
+    sim = FusedStatevector(a, torch.float64)
+    x = angles[0].detach().clone().requires_grad_(True)
+    first = (sim.probs([x]) * w).sum()
+    g1 = torch.autograd.grad(first, x, retain_graph=True)[0]
+    other = (sim.probs([x * 0.5]) * w).sum()  # another forward while first's graph holds its states
+    assert torch.equal(g1, torch.autograd.grad(first, x)[0]) and len(sim.program._pool) == 2
+    del first, other
+    for _ in range(3):
+        (sim.probs([x]) * w).sum().backward()
+    assert len(sim.program._pool) == 2
+
+
 def test_saved_states_stay_within_their_budget(monkeypatch):
     """Above SAVED_STATES_BYTES the states are not kept: the backward un-applies the state instead (same results)."""
     from qt.core.quantum import fused_backend

@@ -11,7 +11,7 @@ given (``trainer.threads``, or a parallel launcher's per-job budget).
 
 from __future__ import annotations
 
-import sys
+import weakref
 
 import numpy as np
 import torch
@@ -269,7 +269,7 @@ class Program:
             and n_layers * 2**n * np.dtype(dtype).itemsize <= SAVED_STATES_BYTES
         )  # fmt: skip
         self.n_saves = n_layers if self.saved else 0
-        self._pool: list[np.ndarray] = []
+        self._pool: list[tuple[np.ndarray, weakref.ref]] = []
         if self.saved:
             self.backward = k.backward_real_saved
 
@@ -287,16 +287,19 @@ class Program:
         return (state if isinstance(state, tuple) else (state,)), saves
 
     def _saves(self, dtype) -> np.ndarray:
-        """A buffer for the kept states: one no backward still holds (its autograd graph freed), else a new one.
+        """A buffer for the kept states, as a view: a buffer whose last view is gone (its autograd graph freed), else a new one.
 
         Reused, because a fresh one (4 MiB at 13 qubits and 64 blocks) costs its page faults in every step.
         """
-        for buf in self._pool:
-            if buf.dtype == dtype and sys.getrefcount(buf) <= 3:  # the pool, this loop and getrefcount's argument
-                return buf
+        for i, (buf, lease) in enumerate(self._pool):
+            if buf.dtype == dtype and lease() is None:
+                view = buf[...]
+                self._pool[i] = (buf, weakref.ref(view))
+                return view
         buf = np.empty((self.n_saves, 2**self.n), dtype=dtype)
-        self._pool = [*self._pool[-3:], buf]
-        return buf
+        view = buf[...]
+        self._pool = [*self._pool[-3:], (buf, weakref.ref(view))]  # one dropped here lives on through its view's base
+        return view
 
     def adjoint(self, params: np.ndarray, state: tuple[np.ndarray, ...], saves: np.ndarray, dy: np.ndarray, grad: np.ndarray) -> None:
         """Adds the gradient of sum(dy * probs) to ``grad``, from :meth:`run`'s results (left as they were)."""
