@@ -112,7 +112,10 @@ def test_rotation_layers_without_entanglement_keep_every_layer():
 def test_planned_layouts_keep_gates_off_the_slow_bits(rotation, entangler, layout):
     """From 10 qubits the program moves wires between two layouts: RY+CNOT runs no gate on index bits 0-4,
     U3+CU3 ring at most one a block; probabilities and gradients stay the unplanned program's (1e-12)."""
-    from qt.core.quantum.fused_backend import plan_program
+    from qt.core.quantum import fused_kernels
+    from qt.core.quantum.fused_backend import SLOW_BITS, plan_program
+
+    assert 1 << SLOW_BITS == fused_kernels.PAIR_RUN  # the bits the plan avoids are those a paired pass cannot take
 
     a, angles, w = random_case(rotation, entangler, layout, 11, 3, seed=11)
     ops, _ = plan_program(a)

@@ -187,12 +187,12 @@ class TensorScale(nn.Module):
         self._groups = None
 
     def kernel_groups(self) -> tuple:
-        """(layout, centre columns): what :mod:`qt.core.mapping_kernels` takes; layout rows (start, units, fan-in), built once."""
+        """(layout, centre columns, offsets): what :mod:`qt.core.mapping_kernels` takes; layout rows (start, units,
+        fan-in); built once (all fixed at construction)."""
         if self._groups is None:
             starts = np.cumsum([0, *self.sizes[:-1]])
             layout = np.array([(s, u, size // u) for s, u, size in zip(starts, self.units, self.sizes)], dtype=np.int64)
-            self._groups = (layout.reshape(-1, 3), bool(self.center_columns))
-            self.offset_np = self.offset.double().numpy()
+            self._groups = (layout.reshape(-1, 3), bool(self.center_columns), self.offset.double().numpy())
         return self._groups
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -239,13 +239,13 @@ class _CompiledScale(torch.autograd.Function):
     def forward(ctx, w: torch.Tensor, gain: torch.Tensor, scale: TensorScale) -> torch.Tensor:
         from qt.core import mapping_kernels as k
 
-        groups = scale.kernel_groups()
+        layout, columns, offset = scale.kernel_groups()
         w_np = w.detach().contiguous().numpy()
         z, out = np.empty_like(w_np), np.empty_like(w_np)
         sigma = np.empty(len(scale.sizes))
         gain_np = gain.detach().double().numpy()
-        k.scale_forward(w_np, *groups, gain_np, scale.offset_np, scale.eps, z, sigma, out)
-        ctx.groups, ctx.z, ctx.sigma, ctx.gain, ctx.dtype = groups, z, sigma, gain_np, gain.dtype
+        k.scale_forward(w_np, layout, columns, gain_np, offset, scale.eps, z, sigma, out)
+        ctx.groups, ctx.z, ctx.sigma, ctx.gain, ctx.dtype = (layout, columns), z, sigma, gain_np, gain.dtype
         return torch.from_numpy(out)
 
     @staticmethod
