@@ -8,10 +8,62 @@ composed config before anything is built or loaded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from qt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Keys:
+    """How a message names a setting, so that one rule speaks to whoever gave the value.
+
+    Rules are stated with the config's dotted keys (``trainer.epochs``, ``mapping.hidden``); the
+    command line shows them as they are (:data:`CLI`), the Python API by its own arguments
+    (``epochs=``, ``mapping={'hidden': ...}``: ``qt.api.API_KEYS``). ``rename`` maps a dotted key
+    to ``(name, how to set it)``; ``None`` keeps the CLI's.
+    """
+
+    rename: Callable[[str], tuple[str, Callable[[Any], str]] | None] = field(default=lambda key: None)
+
+    def name(self, key: str) -> str:
+        """What the caller calls ``key``: ``trainer.epochs`` or ``epochs``."""
+        found = self.rename(key)
+        return key if found is None else found[0]
+
+    def set(self, key: str, value: Any) -> str:
+        """How the caller gives ``key`` a value: ``trainer.epochs=1``, ``epochs=1``, ``mapping={'hidden': [20, 20]}``."""
+        found = self.rename(key)
+        return f"{key}={value}" if found is None else found[1](value)
+
+
+#: the command line's names: the dotted keys themselves
+CLI = Keys()
+
+
+def renamed(names: Mapping[str, str], groups: Sequence[str] = ()) -> Callable[[str], tuple[str, Callable[[Any], str]] | None]:
+    """A :class:`Keys` renaming: ``names`` maps dotted keys (or a ``prefix.*``) to keyword arguments;
+    ``groups``' keys are entries of a dict argument (``mapping.hidden`` -> ``mapping={'hidden': ...}``)."""
+
+    def rename(key: str) -> tuple[str, Callable[[Any], str]] | None:
+        group, _, leaf = key.partition(".")
+        arg = names.get(key) or (leaf and names.get(f"{group}.*") and leaf)
+        if arg:
+            return arg, lambda value: f"{arg}={value}"
+        if leaf and group in groups:
+            path = leaf.split(".")
+
+            def nested(value: Any) -> str:
+                text = repr(value) if isinstance(value, str) and value.isidentifier() and value not in ("None", "True", "False") else value
+                for part in reversed(path):
+                    text = f"{{'{part}': {text}}}"
+                return f"{group}={text}"
+
+            return nested("..."), nested
+        return None
+
+    return rename
 
 
 def whole(value: Any, key: str, least: int = 1, hint: str = "") -> int:

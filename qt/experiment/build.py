@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from qt.core.checks import CLI, Keys
 from qt.experiment.config import instantiate
 from qt.experiment.memory import check_memory, probe_target
 from qt.experiment.variants import qt_learner
@@ -89,11 +90,14 @@ def build_optimization(cfg: DictConfig) -> Optimization:
     return opt
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, keys: Keys = CLI) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but torch sees no CUDA GPU: use trainer.device=cpu (or auto), or install a CUDA build of torch")
+        raise ConfigError(
+            f"{keys.set('trainer.device', 'cuda')} but torch sees no CUDA GPU: use {keys.set('trainer.device', 'cpu')} (or auto), "
+            "or install a CUDA build of torch"
+        )
     return torch.device(name)
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from qt.core.checks import flag, number, whole
+from qt.core.checks import CLI, Keys, flag, number, whole
 from qt.core.quantum.ansatz import check_blocks
 from qt.core.quantum.gradients import SPSASettings, check_gradient
 from qt.core.quantum.noise import NoiseModel
@@ -83,27 +83,48 @@ def conforms(value: Any, hint: Any) -> bool:
     return True  # a hint this check does not know: the class itself decides
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def constructor_hints(cls: type) -> dict[str, Any]:
     """The constructor's type hints, the class's own first, then its bases' (a subclass passing ``**kwargs`` up)."""
     if hasattr(cls, "__dataclass_fields__"):
         sources = [cls]
     else:
         sources = [c.__init__ for c in reversed(cls.__mro__) if "__init__" in vars(c) and c is not object]
     hints: dict[str, Any] = {}
+    variadic = {"return"}
     for source in sources:
         try:
             hints.update(typing.get_type_hints(source))
         except Exception:  # noqa: BLE001 - hints that do not resolve (a third-party class): that class unchecked
             continue
-    return {k: v for k, v in hints.items() if k != "return"}
+        if not isinstance(source, type):  # *args / **kwargs are no settings
+            variadic |= {p.name for p in inspect.signature(source).parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return {k: v for k, v in hints.items() if k not in variadic}
 
 
-def _check_node(node: dict, where: str, hints: dict[str, Any]) -> None:
+def check_node(node: Mapping, where: str, hints: dict[str, Any], keys: Keys = CLI) -> None:
+    """Each value of a config node (``where``: its dotted key) against the type its taker declares in ``hints``."""
     for key, value in node.items():
         if key.startswith("_") or key not in hints or conforms(value, hints[key]):
             continue
         shown = f"'{value}'" if isinstance(value, str) else repr(value)
-        raise ConfigError(f"{where}.{key} must be {_describe(hints[key])} (got {shown}): fix {where}.{key}=...")
+        dotted = f"{where}.{key}"
+        raise ConfigError(f"{keys.name(dotted)} must be {_describe(hints[key])} (got {shown}): fix {keys.set(dotted, '...')}")
+
+
+def check_class_node(node: Mapping, where: str, keys: Keys = CLI) -> None:
+    """A node with a ``_target_`` against its class's constructor hints (an unknown class: left to building it)."""
+    if not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str):
+        return
+    try:
+        cls = get_class(node["_target_"])
+    except Exception:  # noqa: BLE001 - an unknown or untrusted _target_: building it says so
+        return
+    check_node(node, where, constructor_hints(cls) if inspect.isclass(cls) else {}, keys)
+
+
+def trainer_hints() -> dict[str, Any]:
+    """The ``trainer`` settings' types (:class:`~qt.training.state.TrainerConfig`'s fields)."""
+    return constructor_hints(TrainerConfig)
 
 
 def check_types(container: dict) -> None:
@@ -111,17 +132,55 @@ def check_types(container: dict) -> None:
     for key, hint in TOP_LEVEL.items():
         if key in container and not conforms(container[key], hint):
             raise ConfigError(f"{key} must be {_describe(hint)} (got {container[key]!r}): fix {key}=...")
-    _check_node(container.get("trainer") or {}, "trainer", _hints(TrainerConfig))
+    check_node(container.get("trainer") or {}, "trainer", trainer_hints())
     nodes = [(g, container.get(g)) for g in TARGET_GROUPS]
     nodes += [(f"logger.{k}", v) for k, v in (container.get("logger") or {}).items()]
     for where, node in nodes:
-        if not isinstance(node, dict) or not isinstance(node.get("_target_"), str):
-            continue
-        try:
-            cls = get_class(node["_target_"])
-        except Exception:  # noqa: BLE001 - an unknown or untrusted _target_: building it says so
-            continue
-        _check_node(node, where, _hints(cls) if inspect.isclass(cls) else {})
+        check_class_node(node, where)
+
+
+def check_trainer(t: Mapping, keys: Keys = CLI) -> None:
+    """The ranges and choices of the ``trainer`` settings (the CLI's ``trainer.*``, the API's ``fit`` arguments)."""
+
+    def key(name: str) -> str:
+        return keys.name(f"trainer.{name}")
+
+    def set_(name: str, value: Any) -> str:
+        return keys.set(f"trainer.{name}", value)
+
+    whole(t["epochs"], key("epochs"), hint=f"set {set_('epochs', 1)} or more")
+    whole(t["batch_size"], key("batch_size"), hint=f"set e.g. {set_('batch_size', 128)}")
+    whole(t["eval_batch_size"], key("eval_batch_size"), hint=f"set e.g. {set_('eval_batch_size', 2000)}")
+    whole(t["seed"], key("seed"), least=0, hint="seeds are integers >= 0")
+    whole(t["checkpoint_every"], key("checkpoint_every"), least=0, hint="0 writes last.pt at epoch ends only")
+    optional = (("clip_norm", "a positive norm"), ("threads", "N threads"), ("test_subset", "a number of test images"),
+                ("limit_train_batches", "a number of steps"))  # fmt: skip
+    for name, what in optional:
+        if t.get(name) is not None:
+            check = number if name == "clip_norm" else whole
+            hint = f"set {what}, or {set_(name, 'null' if keys is CLI else 'None')}" + (" to disable clipping" if name == "clip_norm" else "")
+            check(t[name], key(name), **({"strict": True} if name == "clip_norm" else {}), hint=hint)
+    if t["device"] not in DEVICES:
+        raise ConfigError(f"unknown {key('device')} '{t['device']}': use cpu, cuda or auto")
+
+
+def check_lr(lr: Any, keys: Keys = CLI) -> float:
+    """The optimizer's learning rate: a number above 0."""
+    return number(lr, keys.name("optimizer.lr"), strict=True, hint=f"set e.g. {keys.set('optimizer.lr', '1e-2')}")
+
+
+def check_qt_settings(circuit: Mapping, mapping: Mapping, keys: Keys = CLI) -> None:
+    """The rules the circuit and the mapping apply when built, before either is (CLI and API alike)."""
+    check_blocks(circuit.get("n_blocks"))
+    flag(circuit.get("entangle", True), keys.name("circuit.entangle"), hint="false is variant=no_entanglement")
+    whole(circuit.get("partitions", 1), keys.name("circuit.partitions"), hint="1 (one circuit) up to the number of qubits")
+    number(circuit.get("init_scale", 1.0), keys.name("circuit.init_scale"), hint="angles start in [0, 2*pi*init_scale)")
+    check_gradient(circuit.get("gradient", "adjoint"))
+    SPSASettings.from_config(circuit.get("spsa"))
+    NoiseModel.from_config(circuit.get("noise"))
+    whole(mapping.get("chunk", 1), keys.name("mapping.chunk"), hint="K target weights per basis state")
+    for width in mapping.get("hidden") or []:
+        whole(width, f"{keys.name('mapping.hidden')} widths", hint=f"e.g. {keys.set('mapping.hidden', '[20, 20]' if keys is not CLI else '[20,20]')}")
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -134,41 +193,18 @@ def check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown mode '{cfg.mode}': use mode=qt or mode=classical")
     if cfg.get("generator", "quantum") not in GENERATORS:
         raise ConfigError(f"unknown generator '{cfg.generator}': use generator={' or '.join(GENERATORS)} (or a variant: variant=classical_generator, hashed)")
-    t = cfg.trainer
-    whole(t.epochs, "trainer.epochs", hint="set trainer.epochs=1 or more")
-    whole(t.batch_size, "trainer.batch_size", hint="set e.g. trainer.batch_size=128")
-    whole(t.eval_batch_size, "trainer.eval_batch_size", hint="set e.g. trainer.eval_batch_size=2000")
-    whole(t.seed, "trainer.seed", least=0, hint="seeds are integers >= 0")
-    whole(t.checkpoint_every, "trainer.checkpoint_every", least=0, hint="0 writes last.pt at epoch ends only")
-    optional = (("clip_norm", "a positive norm"), ("threads", "N threads"), ("test_subset", "a number of test images"),
-                ("limit_train_batches", "a number of steps"))  # fmt: skip
-    for key, what in optional:
-        if t.get(key) is not None:
-            check = number if key == "clip_norm" else whole
-            hint = f"set {what}, or trainer.{key}=null" + (" to disable clipping" if key == "clip_norm" else "")
-            check(t[key], f"trainer.{key}", **({"strict": True} if key == "clip_norm" else {}), hint=hint)
-    if t.device not in DEVICES:
-        raise ConfigError(f"unknown trainer.device '{t.device}': use cpu, cuda or auto")
+    check_trainer(cfg.trainer)
     if cfg.dataset.get("val_fraction", 0.2) == 0 and {"best_val_acc", "val_loss"} & set(names):
         raise ConfigError(
             "dataset.val_fraction=0 leaves no validation split to judge the run by: set objective=train_loss "
             "(as experiment=paper_* do) or a val_fraction above 0"
         )
-    number(cfg.optimizer.get("lr"), "optimizer.lr", strict=True, hint="set e.g. optimizer.lr=1e-2")
+    check_lr(cfg.optimizer.get("lr"))
     budget = cfg.get("max_trainable_params")
     if budget is not None:
         whole(budget, "max_trainable_params", hint="set a parameter budget, or max_trainable_params=null for none")
     if cfg.mode == "qt":  # the rules the circuit and the mapping apply when built
-        check_blocks(cfg.circuit.get("n_blocks"))
-        flag(cfg.circuit.get("entangle", True), "circuit.entangle", hint="false is variant=no_entanglement")
-        whole(cfg.circuit.get("partitions", 1), "circuit.partitions", hint="1 (one circuit) up to the number of qubits")
-        number(cfg.circuit.get("init_scale", 1.0), "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
-        check_gradient(cfg.circuit.get("gradient", "adjoint"))
-        SPSASettings.from_config(cfg.circuit.get("spsa"))
-        NoiseModel.from_config(cfg.circuit.get("noise"))
-        whole(cfg.mapping.get("chunk", 1), "mapping.chunk", hint="K target weights per basis state")
-        for width in cfg.mapping.get("hidden") or []:
-            whole(width, "mapping.hidden widths", hint="e.g. mapping.hidden=[20,20]")
+        check_qt_settings(cfg.circuit, cfg.mapping)
 
 
 def validate(cfg: DictConfig) -> None:
