@@ -25,7 +25,7 @@ from qt.experiment.config import CONF_DIR, compose_config, experiment_conflict, 
 from qt.errors import ConfigError, QTError, RunDirError
 from qt.sweeps.pruning import connect
 from qt.results.objectives import objective_values
-from qt.experiment.run import record_failure, restore_hydra_files, run
+from qt.experiment.run import record_failure, remember_hydra_files, restore_hydra_files, run
 
 log = logging.getLogger("qt.train")
 
@@ -147,9 +147,18 @@ def check_composes(argv: list[str]) -> str | None:
     return None
 
 
+def remember_run_dir(argv: list[str]) -> None:
+    """Read the ``.hydra`` record of a run dir named on the command line before Hydra rewrites it, so that a refused
+    command can put it back even where the run's ``last.pt`` does not keep it (runs of an earlier qt)."""
+    for arg in argv:
+        if arg.startswith("hydra.run.dir=") and (Path(arg.split("=", 1)[1]) / ".hydra").is_dir():
+            remember_hydra_files(Path(arg.split("=", 1)[1]))
+
+
 if __name__ == "__main__":
     problem = check_group_options(sys.argv[1:]) or check_composes(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    remember_run_dir(sys.argv[1:])
     main()

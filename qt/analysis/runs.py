@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from qt.core.mapping import network_kind
 from qt.experiment.variants import variant_of
+from qt.results.compat import upgrade, upgrade_choices
 from qt.results.schema import SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
 from qt.sweeps.study import make_storage
@@ -110,7 +111,7 @@ def _choices(run_dir: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     try:
-        return dict(_yaml(path)["hydra"]["runtime"]["choices"])
+        return upgrade_choices(dict(_yaml(path)["hydra"]["runtime"]["choices"]))  # an older qt's run: groups added since
     except (KeyError, TypeError):
         return {}
 
@@ -153,7 +154,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
         mode=mode,
         variant=variant_of(cfg) if cfg else choices.get("variant"),
         model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
-        target_activation=_target_activation(cfg.get("model") or {}),
+        target_activation=(cfg.get("model") or {}).get("activation"),
         optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),
         lr=optimizer.get("lr"),
         weight_decay=optimizer.get("weight_decay"),
@@ -186,20 +187,13 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
             mapping_net=network_kind(mapping),
             bond_dim=mapping.get("bond_dim"),
             activation=mapping.get("activation"),
-            scale=mapping.get("scale", "none"),
+            scale=mapping.get("scale"),
             rescale=mapping.get("rescale"),
             center=mapping.get("center"),
             signed_bits=bool(mapping.get("signed_bits", False)),
             chunk=mapping.get("chunk"),
         )
     return row
-
-
-def _target_activation(model: dict) -> str | None:
-    """The target's activation; qt's SimpleCNN had ReLU before the setting existed. Unknown for other models."""
-    if "activation" in model:
-        return model["activation"]
-    return "relu" if model.get("_target_") == "qt.core.targets.SimpleCNN" else None
 
 
 def flatten_run(run_dir: Path) -> dict:
@@ -218,7 +212,7 @@ def flatten_run(run_dir: Path) -> dict:
             return {**row, "schema_version": version, "status": "unsupported", "reason": reason}
         row.update(_summary_fields(summary))
         cfg = summary.get("config") or {}
-    row.update(_config_fields(cfg, _choices(run_dir)))
+    row.update(_config_fields(upgrade(cfg), _choices(run_dir)))  # an older qt's run: today's names and meanings
     return row
 
 

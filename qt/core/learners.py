@@ -53,6 +53,11 @@ class Learner(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for group in self.param_groups().values() for p in group if p.requires_grad]
 
+    def trainable_names(self) -> list[str]:
+        """The names of :meth:`trainable_parameters`, in their order (the optimizer's)."""
+        names = {id(p): name for name, p in self.named_parameters()}
+        return [names[id(p)] for p in self.trainable_parameters()]
+
     def param_table(self) -> dict[str, float | int | None]:
         trainable = sum(p.numel() for p in self.trainable_parameters())
         return {

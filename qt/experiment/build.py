@@ -25,6 +25,7 @@ from qt.experiment.variants import qt_learner
 from qt.errors import ConfigError, QTError
 from qt.core.learners import ClassicalLearner, Learner
 from qt.training.loggers import Loggers
+from qt.results.compat import upgrade, upgrade_group
 from qt.results.schema import load_checkpoint, read_summary
 from qt.training.data import DataSplits
 
@@ -117,11 +118,11 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None, images: i
 
 
 def run_config(run_dir: Path) -> DictConfig:
-    """The config a run dir was trained with (``.hydra/config.yaml``)."""
+    """The config a run dir was trained with (``.hydra/config.yaml``), under today's names (:mod:`qt.results.compat`)."""
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.exists():
         raise QTError(f"{run_dir} is not a qt run dir (no .hydra/config.yaml): pass the folder a run wrote")
-    return OmegaConf.load(path)
+    return OmegaConf.create(upgrade(OmegaConf.to_container(OmegaConf.load(path))))  # an older qt's run: today's names
 
 
 def build_export(run_dir: Path) -> dict:
@@ -149,7 +150,7 @@ def build_network(export: dict, source: str | Path) -> torch.nn.Module:
     if not (isinstance(export.get("model"), dict) and isinstance(export.get("state_dict"), dict)):
         raise QTError(f"{source} is not a qt export (no 'model' config and 'state_dict'): use a file written by python -m qt.export")
     try:
-        model = instantiate(export["model"])
+        model = instantiate(upgrade_group("model", export["model"]))
         model.load_state_dict(export["state_dict"])
     except Exception as e:  # noqa: BLE001 - an untrusted _target_, a model that does not build, mismatched weights
         said = " ".join(str(e).split()) or type(e).__name__

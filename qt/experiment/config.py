@@ -61,7 +61,11 @@ def _scheduler_resume_free(container: dict) -> tuple[str, ...]:
 
 def fingerprint(cfg: DictConfig) -> dict:
     """The resolved config minus keys that may change on resume: what a resumed run must match."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    return resume_bound(OmegaConf.to_container(cfg, resolve=True))
+
+
+def resume_bound(container: dict) -> dict:
+    """A resolved config (a dict, changed in place) without the keys that may change on resume."""
     for dotted in (*RESUME_FREE_KEYS, *(f"scheduler.{k}" for k in _scheduler_resume_free(container))):
         node = container
         *parents, leaf = dotted.split(".")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import qt
 from qt.experiment.build import build_data, build_learner, build_loggers, build_optimization, check_budget, resolve_device
-from qt.experiment.config import diff_keys, fingerprint
+from qt.experiment.config import diff_keys, fingerprint, resume_bound
 from qt.experiment.validation import validate
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.training.callbacks import Callback, Checkpoint, EpochLog, InitReport, MetricsFiles, ProgressBar
@@ -27,6 +27,7 @@ from qt.training.loop import Trainer
 from qt.training.state import Diverged, Pruned, TrainerConfig
 from qt.core.targets import count_weights
 from qt.results.objectives import objective_values
+from qt.results.compat import upgrade
 from qt.results.schema import load_checkpoint, read_summary, write_summary
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,24 @@ def describe_teacher(loss_fn, data, batch_size: int, device: torch.device) -> di
     return info
 
 
+#: a run dir's ``.hydra/*.yaml`` as they were before Hydra rewrote them for this invocation (``qt.train`` reads them
+#: first): the record of a run whose ``last.pt`` does not keep its own (written by a qt before it did)
+HYDRA_FILES_BEFORE: dict[Path, dict[str, str]] = {}
+
+
+def remember_hydra_files(run_dir: Path) -> None:
+    """Keep ``run_dir``'s ``.hydra/*.yaml`` before Hydra rewrites them (:data:`HYDRA_FILES_BEFORE`)."""
+    run_dir = Path(run_dir).resolve()
+    HYDRA_FILES_BEFORE[run_dir] = {p.name: p.read_text() for p in sorted((run_dir / ".hydra").glob("*.yaml"))}
+
+
 def restore_hydra_files(run_dir: Path) -> bool:
     """Put a run's own ``.hydra/*.yaml`` back (Hydra rewrites them for every invocation); False when no run lives there."""
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if not last.exists():
         return False
-    for name, text in (load_checkpoint(last).get("hydra_files") or {}).items():
+    kept = load_checkpoint(last).get("hydra_files") or HYDRA_FILES_BEFORE.get(Path(run_dir).resolve()) or {}
+    for name, text in kept.items():
         (Path(run_dir) / ".hydra" / name).write_text(text)
     return True
 
@@ -98,7 +111,7 @@ def _protect_run_dir(run_dir: Path, fp: dict, resume: bool) -> None:
     if not last.exists():
         return
     ckpt = load_checkpoint(last)
-    differing = diff_keys(ckpt.get("fingerprint", {}), fp)
+    differing = diff_keys(resume_bound(upgrade(ckpt.get("fingerprint", {}))), fp)  # an older qt's run: today's names
     if resume and not differing:
         return
     restore_hydra_files(run_dir)
@@ -223,7 +236,12 @@ def run(
         return objective_values(previous, cfg.objective)
 
     trainer, base = setup(cfg, tcfg, run_dir, fp, pruning, started=clock)  # wall time counts from here: loading and building too
-    if tcfg.resume and _one(trainer, Checkpoint).restore(trainer) and previous:
+    try:
+        restored = tcfg.resume and _one(trainer, Checkpoint).restore(trainer)
+    except RunDirError:  # a checkpoint this qt cannot continue: the run dir stays as it was
+        restore_hydra_files(run_dir)
+        raise
+    if restored and previous:
         started = previous.get("started_at") or started
         if previous.get("status") == "completed":
             log.info("continuing the completed %d-epoch run to %d epochs", previous.get("epochs_completed", 0), tcfg.epochs)

@@ -61,6 +61,34 @@ def restore_rng_states(states: dict) -> None:
             log.warning("the checkpoint holds CUDA random states but torch sees no GPU: random draws will differ from the run's")
 
 
+def optimizer_state_for(learner: Any, ckpt: dict, path: Path) -> dict:
+    """The checkpoint's optimizer state with its indices in the order of ``learner``'s trainable parameters now.
+
+    The optimizer numbers parameters in the order it was given them; a later qt may register them in
+    another order (the mapping's per-tensor gains moved before its MLP). ``last.pt`` names them
+    (``param_names``); one written before it did lists them in its learner state dict, whose order is
+    the registration order that optimizer saw. A state that still does not fit is refused in one line.
+    """
+    state = ckpt["optimizer"]
+    now = learner.trainable_names()
+    then = ckpt.get("param_names") or [name for name in ckpt["learner"] if name in set(now)]
+    saved = sum(len(group["params"]) for group in state["param_groups"])
+    if sorted(then) != sorted(now) or saved != len(now):
+        raise RunDirError(f"{path} trained other parameters than this config has ({saved} against {len(now)}): {ANOTHER_RUN_DIR}")
+    if then != now:
+        where = {i: now.index(name) for i, name in enumerate(then)}
+        state = {
+            "state": {where[i]: v for i, v in state["state"].items()},
+            "param_groups": [{**g, "params": sorted(where[i] for i in g["params"])} for g in state["param_groups"]],  # positional
+        }
+    params = learner.trainable_parameters()
+    for i, slots in state["state"].items():
+        shapes = {tuple(v.shape) for v in slots.values() if torch.is_tensor(v) and v.dim() > 0}
+        if shapes - {tuple(params[i].shape)}:
+            raise RunDirError(f"{path}'s optimizer state does not fit {now[i]} (written by another qt version): {ANOTHER_RUN_DIR}")
+    return state
+
+
 class Checkpoint(Callback):
     """``checkpoints/last.pt`` (everything to resume mid-epoch, bit for bit) and ``checkpoints/best.pt`` (the model kept).
 
@@ -78,6 +106,7 @@ class Checkpoint(Callback):
         scheduler = trainer.scheduler.state_dict() if trainer.scheduler is not None else None
         state = {"learner": trainer.learner.state_dict(), "optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler}
         state |= {"state": asdict(trainer.state), "rng": rng_states(), "fingerprint": self.fingerprint, **self.extra}
+        state["param_names"] = trainer.learner.trainable_names()  # what the optimizer's state indices are
         save_checkpoint(state, self.dir / "last.pt")
 
     def restore(self, trainer: Trainer) -> bool:
@@ -90,7 +119,7 @@ class Checkpoint(Callback):
         if unknown:
             raise RunDirError(f"{path} was written by another qt version (training state {sorted(unknown)}): {ANOTHER_RUN_DIR}")
         trainer.learner.load_state_dict(ckpt["learner"])
-        trainer.optimizer.load_state_dict(ckpt["optimizer"])
+        trainer.optimizer.load_state_dict(optimizer_state_for(trainer.learner, ckpt, path))
         if trainer.scheduler is not None and ckpt["scheduler"] is not None:
             trainer.scheduler.load_state_dict(ckpt["scheduler"])
         trainer.state = TrainState(**ckpt["state"])

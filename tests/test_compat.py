@@ -1,0 +1,114 @@
+"""Runs written by earlier versions of qt stay loadable: real run dirs of the first commit and of the last one before
+the package restructure (tests/fixtures/runs, README there) export the weights their own qt exported, report
+with today's labels, and resume where their config still means the same."""
+
+import csv
+import shutil
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from conftest import ROOT, run_train, summary
+from qt.analysis.runs import load_runs
+from qt.errors import RunDirError
+from qt.experiment.build import build_export, build_network
+from qt.experiment.config import compose_config
+from qt.results.compat import ADDED, MOVED_TARGETS, upgrade
+from qt.results.schema import load_checkpoint
+from qt.training.callbacks import optimizer_state_for
+
+FIXTURES = ROOT / "tests" / "fixtures" / "runs"
+OLD_RUNS = ("b8d8b52_qt", "b8d8b52_classical", "2cc19cc_qt")
+#: the command that wrote them (tests/fixtures/runs/README.md), without the epochs
+SAME = ["model=cnn_small", "model.channels=[2,4]", "model.hidden=[8]", "trainer.limit_train_batches=40", "trainer.batch_size=32",
+        "trainer.threads=1", "trainer.checkpoint_every=0"]  # fmt: skip
+
+
+@pytest.fixture
+def old_runs(tmp_path):
+    """Copies of the fixtures (nothing may write into the repository's)."""
+    for name in OLD_RUNS:
+        shutil.copytree(FIXTURES / name, tmp_path / name)
+    return tmp_path
+
+
+def test_upgrade_gives_old_configs_todays_names_and_what_they_did():
+    old = OmegaConf.to_container(OmegaConf.load(FIXTURES / "b8d8b52_qt" / ".hydra" / "config.yaml"))
+    new = upgrade(old)
+    assert old["model"]["_target_"] == "qt.models.SimpleCNN" and new["model"]["_target_"] == "qt.core.targets.SimpleCNN"
+    assert new["mapping"]["scale"] == "none"  # before the setting: raw outputs (today's default is init)
+    assert new["model"]["activation"] == "relu" and new["loss"]["_target_"] == "qt.training.losses.CrossEntropy"
+    assert new["circuit"]["gradient"] == "adjoint" and new["circuit"]["partitions"] == 1 and new["generator"] == "quantum"
+    assert upgrade(new) == new and "scale" not in old["mapping"]  # idempotent; the input is left as it was
+    today = OmegaConf.to_container(compose_config(["n_blocks=1"]))
+    assert upgrade(today) == today  # a config of today comes back equal
+    for added in ADDED:  # every added key is one today's config has
+        node = today
+        for part in added.key.split("."):
+            node = node[part]
+    assert all(new_prefix.startswith("qt.") for new_prefix in MOVED_TARGETS.values())
+
+
+@pytest.mark.parametrize("name", OLD_RUNS)
+def test_an_old_run_exports_the_weights_its_own_qt_exported(old_runs, name):
+    theirs = load_checkpoint(old_runs / name / "export" / "target.pt")  # written by qt at that commit
+    ours = build_export(old_runs / name)
+    assert ours["model"]["_target_"] == "qt.core.targets.SimpleCNN" and ours["state_dict"].keys() == theirs["state_dict"].keys()
+    for key, value in theirs["state_dict"].items():  # the same weights, to float32 rounding (the kernels changed since)
+        torch.testing.assert_close(ours["state_dict"][key], value, rtol=1e-5, atol=1e-7)
+    network = build_network(theirs, old_runs / name)  # an old export file rebuilds too
+    assert isinstance(network, nn.Module) and sum(p.numel() for p in network.parameters()) == 994
+
+
+def test_old_runs_report_with_todays_labels(old_runs, tmp_path):
+    runs = load_runs(*(old_runs / name for name in OLD_RUNS))
+    runs.index = [path.rsplit("/", 1)[-1] for path in runs["run_dir"]]
+    assert list(runs.loc[list(OLD_RUNS), "variant"]) == ["qt", "classical", "qt"]
+    assert set(runs["loss"]) == {"ce"} and set(runs["target_activation"]) == {"relu"} and set(runs["status"]) == {"completed"}
+    assert runs.loc["b8d8b52_qt", "scale"] == "none" and runs.loc["2cc19cc_qt", "scale"] == "init"
+    from qt.analysis.report import main as report
+
+    report([str(old_runs), "--out", str(tmp_path / "report")])
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "b8d8b52_qt" in (tmp_path / "report" / "runs.csv").read_text() and "failed" not in text.lower().split("## ")[0]
+
+
+def test_the_optimizer_state_follows_parameters_by_name_whatever_their_order():
+    """last.pt names the parameters; one of an older qt is read in its state dict's order (its registration order)."""
+    a, b = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, 2))
+    learner = nn.Module()
+    learner.b, learner.a = b, a  # registered b first
+    learner.trainable_parameters = lambda: [a, b]  # but trained in the order a, b
+    learner.trainable_names = lambda: ["a", "b"]
+    opt = torch.optim.Adam([b, a])  # the order an older qt gave its optimizer: b, a
+    (b.sum() * 2 + a.sum()).backward()
+    opt.step()
+    ckpt = {"optimizer": opt.state_dict(), "learner": {"b": b.detach(), "a": a.detach()}}
+    state = optimizer_state_for(learner, ckpt, "last.pt")
+    fresh = torch.optim.Adam([a, b])
+    fresh.load_state_dict(state)
+    assert fresh.state[a]["exp_avg"].shape == (3,) and fresh.state[b]["exp_avg"].shape == (2, 2)
+    with pytest.raises(RunDirError, match="trained other parameters"):
+        optimizer_state_for(learner, {**ckpt, "param_names": ["a", "c"]}, "last.pt")
+
+
+def test_a_run_from_before_the_restructure_resumes_to_what_its_own_qt_trained(old_runs):
+    run_dir = old_runs / "2cc19cc_qt"
+    proc = run_train(run_dir, "n_blocks=1", "trainer.epochs=2", *SAME)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary(run_dir)["epochs_completed"] == 2
+    ours = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    theirs = list(csv.DictReader(open(FIXTURES / "2cc19cc_qt" / "continued_to_2_epochs_by_2cc19cc.csv")))
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == ["40", "80"]
+    for r_ours, r_theirs in zip(ours, theirs):
+        for key in ("train_loss", "val_loss", "val_acc", "train_acc", "lr"):
+            assert float(r_ours[key]) == pytest.approx(float(r_theirs[key]), rel=1e-5), key
+    # the first run's config differs from today's defaults in meaning (scheduler, lr, scale): refused, run dir untouched
+    first = old_runs / "b8d8b52_qt"
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    proc = run_train(first, "n_blocks=1", "trainer.epochs=2", *SAME)
+    assert proc.returncode == 2 and "holds a run with a different config" in proc.stderr
+    assert {p: p.read_bytes() for p in before} == before  # every file of the old run as it was (Hydra adds train.log)
+
