@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = {"circuit": "ry_cnot", "mapping": "medium"}
 #: how a refusal names a setting given through this API: fit's keyword arguments, QuantumTrain's dicts
-API_KEYS = Keys(renamed({"trainer.*": "*", "optimizer.lr": "lr", "n_blocks": "n_blocks", "circuit.n_blocks": "n_blocks"}, ("circuit", "mapping")))
+API_KEYS = Keys(renamed({"trainer.*": "*", "optimizer.lr": "lr", "n_blocks": "n_blocks", "circuit.n_blocks": "n_blocks"}, ("circuit", "mapping")), null="None")
 #: what QuantumTrain sets itself: the circuit's size (n_blocks=), the qubits (from the target), the mapping's shapes
 OWN_ARGUMENTS = {"circuit": ("n_blocks", "n_qubits"), "mapping": ("n_qubits", "n_weights", "shapes", "init_stats")}
 

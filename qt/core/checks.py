@@ -26,6 +26,8 @@ class Keys:
     """
 
     rename: Callable[[str], tuple[str, Callable[[Any], str]] | None] = field(default=lambda key: None)
+    #: how the caller writes "no value": YAML's null, Python's None
+    null: str = "null"
 
     def name(self, key: str) -> str:
         """What the caller calls ``key``: ``trainer.epochs`` or ``epochs``."""

@@ -158,7 +158,7 @@ def check_trainer(t: Mapping, keys: Keys = CLI) -> None:
     for name, what in optional:
         if t.get(name) is not None:
             check = number if name == "clip_norm" else whole
-            hint = f"set {what}, or {set_(name, 'null' if keys is CLI else 'None')}" + (" to disable clipping" if name == "clip_norm" else "")
+            hint = f"set {what}, or {set_(name, keys.null)}" + (" to disable clipping" if name == "clip_norm" else "")
             check(t[name], key(name), **({"strict": True} if name == "clip_norm" else {}), hint=hint)
     if t["device"] not in DEVICES:
         raise ConfigError(f"unknown {key('device')} '{t['device']}': use cpu, cuda or auto")
@@ -180,7 +180,7 @@ def check_qt_settings(circuit: Mapping, mapping: Mapping, keys: Keys = CLI) -> N
     NoiseModel.from_config(circuit.get("noise"))
     whole(mapping.get("chunk", 1), keys.name("mapping.chunk"), hint="K target weights per basis state")
     for width in mapping.get("hidden") or []:
-        whole(width, f"{keys.name('mapping.hidden')} widths", hint=f"e.g. {keys.set('mapping.hidden', '[20, 20]' if keys is not CLI else '[20,20]')}")
+        whole(width, f"{keys.name('mapping.hidden')} widths", hint=f"e.g. {keys.set('mapping.hidden', '[20,20]')}")
 
 
 def check_values(cfg: DictConfig) -> None:
