@@ -1,50 +1,42 @@
-import json
-import os
-import subprocess
-import sys
+"""The suite's layers and shared fixtures.
+
+``tests/unit``: in-process, no subprocess. ``tests/e2e``: real processes (``python -m qt.train``, multiruns,
+kill-and-resume, the wheel), marked ``e2e`` here by folder. ``python -m pytest -q`` runs the unit layer and
+the end-to-end tests marked ``smoke``; ``-m e2e`` runs the end-to-end layer, ``-m "unit or e2e"`` everything
+(``.ci/run``). Naming a file or test on the command line runs it whatever its layer.
+"""
+
+import shutil
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+from tests.helpers import FIXTURES, OLD_RUNS, SHARED_DATA
 
-# Tiny but real: the authors' 13-qubit target, few blocks, few steps, the embedded dataset.
-TINY = [
-    "n_blocks=2",
-    "trainer.epochs=1",
-    "trainer.limit_train_batches=4",
-    "trainer.batch_size=32",
-    "trainer.threads=1",
-]
+HERE = Path(__file__).resolve().parent
 
 
-def run_train(run_dir: Path, *overrides: str, timeout: float = 240, env_extra: dict | None = None):
-    """Run ``python -m qt.train`` as a user would; returns the CompletedProcess."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "qt.train", f"hydra.run.dir={run_dir}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        layer = Path(item.fspath).resolve().relative_to(HERE).parts[0]
+        if layer in ("unit", "e2e"):
+            item.add_marker(getattr(pytest.mark, layer))
+    named = [arg for arg in config.option.file_or_dir if Path(arg.split("::")[0]).resolve() != HERE]
+    if config.option.markexpr or config.option.keyword or named:
+        return  # the caller chose: a -m or -k expression, or files, folders or tests by name
+    skipped = [item for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("smoke")]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if item not in set(skipped)]
+        config._qt_not_run = len(skipped)
 
 
-def kill_when(run_dir: Path, marker: str, *overrides: str, timeout: float = 180) -> None:
-    """Start ``python -m qt.train`` in ``run_dir`` and SIGKILL it once ``run_dir/marker`` exists (a real kill mid-run)."""
-    import signal
-    import time
-
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "qt.train", f"hydra.run.dir={run_dir}", *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    t0 = time.time()
-    while not (run_dir / marker).exists():
-        assert proc.poll() is None, f"the run ended before {marker} was written"
-        assert time.time() - t0 < timeout
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+def pytest_terminal_summary(terminalreporter, config):
+    left = getattr(config, "_qt_not_run", 0)
+    if left:
+        terminalreporter.write_line(
+            f"{left} end-to-end tests not run: `python -m pytest -q -m e2e` runs them, `.ci/run` runs everything"
+        )
 
 
 @pytest.fixture
@@ -52,3 +44,11 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"full MNIST not available at {SHARED_DATA} (the project's ../shared/data); nothing to test against")
     return SHARED_DATA
+
+
+@pytest.fixture
+def old_runs(tmp_path):
+    """Copies of the earlier versions' run dirs (nothing may write into the repository's)."""
+    for name in OLD_RUNS:
+        shutil.copytree(FIXTURES / name, tmp_path / name)
+    return tmp_path

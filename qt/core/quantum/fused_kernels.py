@@ -90,6 +90,12 @@ def _helper(fn):
     return njit(cache=CACHE, fastmath=_FASTMATH, inline="always")(fn)
 
 
+def _pass(fn):
+    """A pass over the state, compiled once and called (not inlined) from the kernels: inlining every
+    call site multiplied compile time (56 s -> 23 s cold for U3+CU3) for no run-time gain (docs/performance.md)."""
+    return njit(cache=CACHE, fastmath=_FASTMATH, nogil=True)(fn)
+
+
 # -- loop shapes -----------------------------------------------------------------------
 # A one-qubit gate on stride s touches the pairs (j, j + s) for the j whose bit s is 0:
 # runs of s consecutive indices starting at multiples of 2s. A controlled gate (control
@@ -123,7 +129,7 @@ def _ry_real_const(re, st, c, s):
             re[j], re[j + st] = _rot(c, s, re[j], re[j + st])
 
 
-@_helper
+@_pass
 def _ry_real(re, st, c, s):
     if st == 1:
         _ry_real_const(re, uint64(1), c, s)
@@ -135,7 +141,7 @@ def _ry_real(re, st, c, s):
         _ry_real_views(re, 0, re.shape[0], 2 * st, st, st, c, s)
 
 
-@_helper
+@_pass
 def _fixed_real(re, st, a, b, c, d):
     """re <- [[a, b], [c, d]] re on the pairs of stride ``st`` (a FIXED op on a real state)."""
     for base in range(0, re.shape[0], 2 * st):
@@ -164,7 +170,7 @@ def _ry_grad_const(re, lr, st):
     return g
 
 
-@_helper
+@_pass
 def _ry_grad(re, lr, st):
     """sum(l1 a0 - l0 a1) over the pairs of stride ``st``: dL/dtheta of an RY, from state and adjoint after it.
 
@@ -190,7 +196,7 @@ def _u3_entries(params, off):
     return c, s, cp, sp, cl, sl, cpl, spl
 
 
-@_helper
+@_pass
 def _gather(x, tmp, perm):
     """tmp <- x[perm] (the caller swaps the two buffers: no copy back)."""
     n = uint64(x.shape[0])
@@ -198,7 +204,7 @@ def _gather(x, tmp, perm):
         tmp[i] = x[perm[i]]
 
 
-@_helper
+@_pass
 def _gather_pair(x, y, tx, ty, perm):
     """tx <- x[perm], ty <- y[perm] (real and imaginary parts: one read of the index for both)."""
     for i in range(uint64(0), uint64(x.shape[0])):
@@ -238,7 +244,7 @@ def _ry_grad_pair(re, lr, sa, sb):
     return ga, gb
 
 
-@_helper
+@_pass
 def _layer_apply(re, layer, params, sign, cs):
     """The layer's rotations on ``re`` (sign -1: their transposes, which un-apply them); two per pass where runs allow."""
     count, i = layer[0], 0
@@ -255,7 +261,7 @@ def _layer_apply(re, layer, params, sign, cs):
             i += 1
 
 
-@_helper
+@_pass
 def _layer_grads(re, lr, layer, grad):
     """Every rotation's gradient in the layer from the state and adjoint after it (read-only passes, two per pass where runs allow)."""
     count, i = layer[0], 0
@@ -429,7 +435,7 @@ def _apply_masked_const(re, im, st, cm, u):
             re[j], im[j], re[j + st], im[j + st] = _mul2_masked(w, f, re[j], im[j], re[j + st], im[j + st])
 
 
-@_helper
+@_pass
 def _apply_gate(re, im, sa, sb, controlled, u):
     n = re.shape[0]
     if not controlled:
@@ -532,7 +538,7 @@ def _overlap_masked_const(re, im, lr, li, st, cm, z):
     return acc
 
 
-@_helper
+@_pass
 def _overlap_gate(re, im, lr, li, sa, sb, controlled):
     """N_ac = sum conj(l_a) psi_c over the pairs a gate touches (state and adjoint after the gate); read-only."""
     n = re.shape[0]

@@ -1,4 +1,4 @@
-"""The smaller defects of issue #31, each pinned by a test that fails when it comes back."""
+"""qt leaves what it touches as it found it: modes, environment, warning filters, figures, files; and reads untrusted files as data only."""
 
 import io
 import os
@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, run_train
 from qt.errors import DataError, QTError
 from qt.training.callbacks import ProgressBar
 from qt.training.data import ArraysOnly, DataSplits, Split
@@ -133,15 +132,6 @@ def test_the_cifar_reader_unpickles_arrays_only():
 
     with pytest.raises(DataError, match="never does"):
         ArraysOnly(io.BytesIO(pickle.dumps({"data": Code()})), encoding="latin1").load()
-
-
-def test_a_teacher_run_dir_is_only_read(tmp_path):
-    teacher = tmp_path / "teacher"
-    assert run_train(teacher, *TINY, "mode=classical").returncode == 0
-    before = {p: p.stat().st_mtime_ns for p in teacher.rglob("*")}
-    proc = run_train(tmp_path / "student", *TINY, "loss=kd", f"loss.teacher={teacher}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert {p: p.stat().st_mtime_ns for p in teacher.rglob("*")} == before  # nothing written, nothing added
 
 
 def test_the_memory_guard_counts_parameters_gradients_and_optimizer_state():

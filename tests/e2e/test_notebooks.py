@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY
+from tests.helpers import ROOT, TINY
+
 
 nbformat = pytest.importorskip("nbformat")
+
 nbclient = pytest.importorskip("nbclient")
 
 

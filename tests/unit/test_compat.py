@@ -2,15 +2,11 @@
 the package restructure (tests/fixtures/runs, README there) export the weights their own qt exported, report
 with today's labels, and resume where their config still means the same."""
 
-import csv
-import shutil
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import ROOT, run_train, summary
 from qt.analysis.runs import load_runs
 from qt.errors import RunDirError
 from qt.experiment.build import build_export, build_network
@@ -18,20 +14,7 @@ from qt.experiment.config import compose_config
 from qt.results.compat import ADDED, MOVED_TARGETS, upgrade
 from qt.results.schema import load_checkpoint
 from qt.training.callbacks import optimizer_state_for
-
-FIXTURES = ROOT / "tests" / "fixtures" / "runs"
-OLD_RUNS = ("b8d8b52_qt", "b8d8b52_classical", "2cc19cc_qt")
-#: the command that wrote them (tests/fixtures/runs/README.md), without the epochs
-SAME = ["model=cnn_small", "model.channels=[2,4]", "model.hidden=[8]", "trainer.limit_train_batches=40", "trainer.batch_size=32",
-        "trainer.threads=1", "trainer.checkpoint_every=0"]  # fmt: skip
-
-
-@pytest.fixture
-def old_runs(tmp_path):
-    """Copies of the fixtures (nothing may write into the repository's)."""
-    for name in OLD_RUNS:
-        shutil.copytree(FIXTURES / name, tmp_path / name)
-    return tmp_path
+from tests.helpers import FIXTURES, OLD_RUNS
 
 
 def test_upgrade_gives_old_configs_todays_names_and_what_they_did():
@@ -92,23 +75,3 @@ def test_the_optimizer_state_follows_parameters_by_name_whatever_their_order():
     assert fresh.state[a]["exp_avg"].shape == (3,) and fresh.state[b]["exp_avg"].shape == (2, 2)
     with pytest.raises(RunDirError, match="trained other parameters"):
         optimizer_state_for(learner, {**ckpt, "param_names": ["a", "c"]}, "last.pt")
-
-
-def test_a_run_from_before_the_restructure_resumes_to_what_its_own_qt_trained(old_runs):
-    run_dir = old_runs / "2cc19cc_qt"
-    proc = run_train(run_dir, "n_blocks=1", "trainer.epochs=2", *SAME)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert summary(run_dir)["epochs_completed"] == 2
-    ours = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    theirs = list(csv.DictReader(open(FIXTURES / "2cc19cc_qt" / "continued_to_2_epochs_by_2cc19cc.csv")))
-    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == ["40", "80"]
-    for r_ours, r_theirs in zip(ours, theirs):
-        for key in ("train_loss", "val_loss", "val_acc", "train_acc", "lr"):
-            assert float(r_ours[key]) == pytest.approx(float(r_theirs[key]), rel=1e-5), key
-    # the first run's config differs from today's defaults in meaning (scheduler, lr, scale): refused, run dir untouched
-    first = old_runs / "b8d8b52_qt"
-    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
-    proc = run_train(first, "n_blocks=1", "trainer.epochs=2", *SAME)
-    assert proc.returncode == 2 and "holds a run with a different config" in proc.stderr
-    assert {p: p.read_bytes() for p in before} == before  # every file of the old run as it was (Hydra adds train.log)
-

@@ -7,14 +7,15 @@ import sys
 import time
 
 import pytest
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY, kill_when, run_train, summary
+from tests.helpers import ROOT, TINY, kill_when, run_train, summary
+
 
 pytest.importorskip("tensorboard")
-pytest.importorskip("mlflow")
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+pytest.importorskip("mlflow")
 
 BOTH = "logger=[tensorboard,mlflow]"
 
@@ -140,20 +141,6 @@ def test_optuna_dashboard_reads_a_qt_search_with_its_objective_named(tmp_path):
     finally:
         server.kill()
         server.wait()
-
-
-def test_a_tracker_whose_package_is_missing_is_refused_before_training(monkeypatch):
-    import importlib.util
-
-    from qt.experiment.build import build_loggers
-    from qt.experiment.config import compose_config
-    from qt.errors import ConfigError
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
-    with pytest.raises(ConfigError, match=r'logger=mlflow needs the mlflow package: pip install -e "\.\[mlflow\]"'):
-        build_loggers(compose_config(["logger=[tensorboard,mlflow]"]))
-    assert [lg.name for lg in build_loggers(compose_config(["logger=tensorboard"])).active] == ["tensorboard"]
 
 
 @pytest.mark.parametrize("workers", [2, 4])

@@ -2,7 +2,6 @@
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +14,10 @@ from qt.errors import ConfigError
 from qt.experiment.build import build_learner
 from qt.experiment.run import run
 from qt.train import check_group_options
+from tests.helpers import ROOT
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+
+CONF = ROOT / "conf"
 
 
 def cfg_with(*overrides):

@@ -1,14 +1,14 @@
 """Datasets: torchvision's layout read without torchvision, seeded splits, clear errors."""
 
 import gzip
-import pickle
 
 import numpy as np
 import pytest
 
 from qt.training.data import Cifar10, IdxImages, Mnist5k, read_idx
 from qt.errors import DataError
-from conftest import run_train, summary
+from tests.helpers import fake_cifar
+
 
 MNIST_KW = dict(shape=[1, 28, 28], num_classes=10, mean=[0.1307], std=[0.3081])
 
@@ -67,35 +67,11 @@ def test_truncated_file_is_reported(tmp_path):
         read_idx(path)
 
 
-def fake_cifar(root, per_batch=4):
-    """CIFAR-10 in torchvision's layout (``cifar-10-batches-py/``: five training pickles and a test pickle), random pixels."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(per_batch)]}, f)
-
-
 def test_cifar_pickles(tmp_path):
     fake_cifar(tmp_path)
     data = Cifar10(str(tmp_path), shape=[3, 32, 32], num_classes=10, mean=[0.5] * 3, std=[0.25] * 3).load()
     assert data.sizes() == {"train": 16, "val": 4, "test": 4}
     assert tuple(data.train.x.shape[1:]) == (3, 32, 32)
-
-
-def test_the_cifar_path_trains_the_authors_target_from_torchvision_files(tmp_path):
-    """dataset=cifar10 model=cnn_cifar as a user with the data runs it: 285,226 weights, chunked to 11 qubits."""
-    fake_cifar(tmp_path / "data", per_batch=20)
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        run_dir, "dataset=cifar10", "model=cnn_cifar", f"paths.data_dir={tmp_path / 'data'}", "mapping.chunk=256",
-        "n_blocks=2", "trainer.epochs=1", "trainer.batch_size=16", "trainer.threads=1",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    done = summary(run_dir)
-    assert done["status"] == "completed" and done["data_sizes"] == {"train": 80, "val": 20, "test": 20}
-    assert (done["params"]["target_weights"], done["params"]["n_qubits"]) == (285226, 11)
 
 
 def test_embedded_mnist_5k():

@@ -10,6 +10,7 @@ from qt.core.quantum.circuit import estimate_memory_bytes
 from qt.core.quantum.pennylane_backend import PennyLaneBackend
 from qt.core.quantum.torch_backend import Cross, Local, Perm, TorchStatevector, compile_block, partitions
 
+
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain")]
 
 
@@ -162,9 +163,6 @@ def test_u3_angles_from_0_or_minus_pi_give_the_same_circuits_in_distribution():
     ours = _u3_ring_moments(0.0, 2 * math.pi, seed=1)
     assert z(ours, _u3_ring_moments(-math.pi, math.pi, seed=2)) < 4.0
     assert z(ours, _u3_ring_moments(0.0, math.pi / 2, seed=3)) > 8.0  # the check tells a different distribution apart
-
-
-# -- the no-entanglement control (variant=no_entanglement: circuit.entangle=false) --
 
 
 @pytest.mark.parametrize("backend", ["torch", "fused", "lightning.qubit"])

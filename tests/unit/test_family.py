@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from conftest import TINY, run_train, summary
 from qt.core.mapping import MPS, MPSWeightGenerator, TensorScale, basis_bits, mapping_size, rescale_probs
 from qt.core.quantum import QuantumCircuit, build_ansatz
 from qt.core.quantum.ansatz import entangler_pairs, group_sizes
 from qt.core.quantum.circuit import Partitioned, estimate_memory_bytes
 from qt.core.quantum.pennylane_backend import PennyLaneBackend
 from qt.errors import ConfigError
+
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring")]
 
@@ -147,16 +147,6 @@ def test_compiled_tensor_scale_equals_its_segment_sums(mode, dtype):
     for a, b in zip(*results):
         assert a.dtype == dtype and torch.allclose(a, b, atol=tol * max(1.0, float(a.abs().max())), rtol=0)
     assert scale(w).grad_fn.name() == "_CompiledScaleBackward"  # what a CPU step runs
-
-
-def test_a_distributed_circuit_with_an_mps_mapping_learns(tmp_path):
-    """The CLI trains circuit.partitions=2 with mapping=mps; its summary shows it learned and counts the MPS."""
-    proc = run_train(tmp_path / "run", *TINY[:1], "trainer.epochs=2", "trainer.limit_train_batches=40", "trainer.threads=1",
-                     "circuit.partitions=2", "mapping=mps", "mapping.bond_dim=3")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    s = summary(tmp_path / "run")
-    assert s["params"]["mapping_params"] == 14 * 2 * 9 + 9 + 8  # MPS over 13 bits + x, chi = 3, and the 8 tensor gains
-    assert s["test_acc"] > 0.3  # chance is 0.1
 
 
 def test_the_library_takes_the_new_options_by_name():

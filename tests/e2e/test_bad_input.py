@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from qt.experiment.config import compose_config
 from qt.results.schema import flatten
 
+
 SKIP = ("paths.", "logger.", "objective", "trainer.device", "hydra")
 
 

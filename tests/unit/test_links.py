@@ -4,10 +4,11 @@
 import re
 from pathlib import Path
 
-from conftest import ROOT
+from tests.helpers import ROOT
+
 
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
-#: a docs path named in a config comment: ``(docs/hardware.md)``, ``see docs/model.md``
+
 CONFIG_PATH = re.compile(r"\b((?:docs|sweeps|analysis)/[\w./-]+\.(?:md|yaml|ipynb))")
 
 
@@ -53,7 +54,7 @@ def test_every_relative_link_resolves():
 
 def test_the_checker_finds_a_broken_link(tmp_path, monkeypatch):
     """The check itself fails on a missing file and a missing heading."""
-    import test_links
+    from tests.unit import test_links
 
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -1,64 +1,14 @@
 """Real multiruns: Optuna searches, grids, failures, kill-and-resume, parallel launchers."""
 
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 
-from conftest import ROOT, summary
-
-FAST = ["trainer.epochs=1", "trainer.limit_train_batches=3", "trainer.batch_size=32", "trainer.threads=1"]
-
-
-def multirun(sweep_dir, *overrides, timeout=600):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def optuna_args(sweep_dir, name="s", *extra):
-    return [
-        "+sweep=lr_blocks_clip",
-        f"hydra.sweeper.study_name={name}",
-        f"hydra.sweeper.storage=sqlite:///{sweep_dir}/study.db",
-        *FAST,
-        *extra,
-    ]
-
-
-def kill_mid_second_job(sweep_dir, *args):
-    """Start a multirun and SIGKILL its whole process group once job 0 is done and job 1 is mid-training."""
-    kill_once_written(sweep_dir, "1/checkpoints/last.pt", *args)
-
-
-def kill_once_written(sweep_dir, marker, *args):
-    """Start a multirun and SIGKILL its whole process group as soon as ``sweep_dir / marker`` exists."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    t0 = time.time()
-    while not (sweep_dir / marker).exists():
-        assert proc.poll() is None, "the multirun ended before it could be interrupted"
-        assert time.time() - t0 < 300
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def load(sweep_dir, name="s"):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir}/study.db")
-
-
-def trials_csv(sweep_dir):
-    return list(csv.DictReader(open(sweep_dir / "trials.csv")))
+from tests.helpers import FAST, ROOT, kill_mid_second_job, load, multirun, optuna_args, summary, trials_csv
 
 
 def test_optuna_search_runs_trials_and_summarises(tmp_path):
@@ -310,36 +260,6 @@ def test_an_interrupted_grid_resumes_and_finishes(tmp_path):
     assert summary(d / "1")["status"] == "completed" and "resumed from" in (d / "1" / "train.log").read_text()
     assert sorted(p.name for p in d.iterdir() if p.name.isdigit()) == ["0", "1"]
     assert json.loads((d / "sweep_summary.json").read_text())["states"] == {"COMPLETE": 2}
-
-
-def test_a_storage_password_is_never_logged():
-    from hydra_plugins.qt_optuna_sweeper.qt_optuna_sweeper import shown_storage
-
-    assert shown_storage("postgresql://alice:s3cret@db.lab:5432/studies") == "postgresql://alice:***@db.lab:5432/studies"
-    assert shown_storage("sqlite:///outputs/sweeps/x/study.db") == "sqlite:///outputs/sweeps/x/study.db"
-
-
-def test_the_private_apis_qt_uses_still_work():
-    """qt.sweeps.optuna_private against the pinned Optuna and upstream sweeper: attach to a running trial, set an attribute by number."""
-    import optuna
-
-    from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides, running_trial, set_user_attr
-
-    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0))
-    for value in (1.0, 2.0):  # two finished trials with intermediate values, for the pruner
-        t = study.ask()
-        t.report(value, 1)
-        study.tell(t, value)
-    asked = study.ask()  # as the driver does; a job finds it among the RUNNING trials
-    (frozen,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    handle = running_trial(study, frozen)
-    handle.report(5.0, 1)
-    assert handle.number == asked.number and study.trials[asked.number].intermediate_values == {1: 5.0}
-    assert handle.should_prune()  # worse than the median of the others at step 1 (minimize)
-    set_user_attr(study, asked.number, "fail_reason", "why")  # as the driver does before telling FAIL
-    assert study.trials[asked.number].user_attrs == {"fail_reason": "why"}
-    space, fixed, _ = create_params_from_overrides(["x=range(0,3)", "y=a"])
-    assert set(space) == {"x"} and fixed == {"y": "a"} and hasattr(OptunaSweeperImpl, "sweep")
 
 
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])

@@ -10,6 +10,7 @@ from qt.core.quantum.fused_backend import FusedStatevector, compile_program
 from qt.core.quantum.pennylane_backend import PennyLaneBackend
 from qt.core.quantum.torch_backend import TorchStatevector
 
+
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain"), ("RY", "CU3", "ring"), ("U3", "CNOT", "chain")]
 
 

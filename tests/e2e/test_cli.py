@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY, run_train, summary
+from tests.helpers import ROOT, TINY, run_train, summary
 from qt.results.schema import METRIC_COLUMNS, SCHEMA_VERSION, SUMMARY_KEYS
 
 
