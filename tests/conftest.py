@@ -3,7 +3,12 @@
 ``tests/unit``: in-process, no subprocess. ``tests/e2e``: real processes (``python -m qt.train``, multiruns,
 kill-and-resume, the wheel), marked ``e2e`` here by folder. ``python -m pytest -q`` runs the unit layer and
 the end-to-end tests marked ``smoke``; ``-m e2e`` runs the end-to-end layer, ``-m "unit or e2e"`` everything
-(``.ci/run``). Naming a file or test on the command line runs it whatever its layer.
+(``.ci/run``). Naming a file, folder or test on the command line runs it whatever its layer.
+
+Tests run on every core (``-n auto`` in setup.cfg, pytest-xdist, ``--dist loadgroup``); the end-to-end tests
+form one group, so they run one after another on one worker, as they always have (each starts its own
+processes; several at once would time each other), while the unit tests share the other workers.
+``-n 0`` runs everything in this process.
 """
 
 import shutil
@@ -16,26 +21,31 @@ from tests.helpers import FIXTURES, OLD_RUNS, SHARED_DATA
 HERE = Path(__file__).resolve().parent
 
 
+def default_selection(config) -> bool:
+    """True unless the caller chose what to run: a -m or -k expression, or files, folders or tests by name."""
+    named = [arg for arg in config.option.file_or_dir if Path(arg.split("::")[0]).resolve() != HERE]
+    return not (config.option.markexpr or config.option.keyword or named)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         layer = Path(item.fspath).resolve().relative_to(HERE).parts[0]
         if layer in ("unit", "e2e"):
             item.add_marker(getattr(pytest.mark, layer))
-    named = [arg for arg in config.option.file_or_dir if Path(arg.split("::")[0]).resolve() != HERE]
-    if config.option.markexpr or config.option.keyword or named:
-        return  # the caller chose: a -m or -k expression, or files, folders or tests by name
-    skipped = [item for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("smoke")]
-    if skipped:
-        config.hook.pytest_deselected(items=skipped)
-        items[:] = [item for item in items if item not in set(skipped)]
-        config._qt_not_run = len(skipped)
+        if layer == "e2e":
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+    if default_selection(config):
+        left = [item for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("smoke")]
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item in items if item not in set(left)]
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    left = getattr(config, "_qt_not_run", 0)
-    if left:
+    if default_selection(config):
         terminalreporter.write_line(
-            f"{left} end-to-end tests not run: `python -m pytest -q -m e2e` runs them, `.ci/run` runs everything"
+            "the end-to-end tests not marked smoke were not run: `python -m pytest -q -m e2e` runs them, "
+            "`.ci/run` runs everything"
         )
 
 

@@ -2,7 +2,7 @@
 
 Optuna and the upstream Hydra sweeper offer no public call for these; setup.cfg pins the
 versions they were written against (optuna==5.0.0, hydra-optuna-sweeper==1.4.0rc3) and
-tests/test_sweeps.py::test_the_private_apis_qt_uses_still_work exercises each one, so an
+tests/unit/test_sweeps.py::test_the_private_apis_qt_uses_still_work exercises each one, so an
 upgrade that breaks them fails there first, not in a study.
 
 * :func:`running_trial`: a handle on a RUNNING trial of the study, from a job process (a

@@ -23,6 +23,7 @@ def qt_run(tmp_path_factory):
     return run_dir, proc
 
 
+@pytest.mark.smoke
 def test_qt_run_writes_the_results_schema(qt_run):
     run_dir, proc = qt_run
     for name in ("metrics.csv", "summary.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt", ".hydra/config.yaml"):
@@ -145,6 +146,7 @@ def _wait_for(path, proc, timeout=180):
         time.sleep(0.05)
 
 
+@pytest.mark.smoke
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     args = [*TINY, "trainer.epochs=3", "trainer.limit_train_batches=12", "trainer.checkpoint_every=3", "n_blocks=3"]
     ref = tmp_path / "uninterrupted"

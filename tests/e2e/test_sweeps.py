@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import FAST, ROOT, kill_mid_second_job, load, multirun, optuna_args, summary, trials_csv
 
 
+@pytest.mark.smoke
 def test_optuna_search_runs_trials_and_summarises(tmp_path):
     d = tmp_path / "sweep"
     proc = multirun(d, *optuna_args(d), "hydra.sweeper.n_trials=4", "n_blocks=range(1,4)")

@@ -13,7 +13,7 @@
   1/2 and 1, PennyLane's ``CRY.parameter_frequencies = [(0.5, 1.0)]``,
   pennylane/ops/op_math/controlled_ops.py): the four-term rule
   d f = c+ [f(x + pi/2) - f(x - pi/2)] - c- [f(x + 3pi/2) - f(x - 3pi/2)], c+- = (sqrt 2 +- 1) / (4 sqrt 2),
-  PennyLane's ``CRY`` recipe. tests/test_hardware.py checks all of them against PennyLane's
+  PennyLane's ``CRY`` recipe. tests/unit/test_hardware.py checks all of them against PennyLane's
   ``param_shift``.
 * ``spsa`` (Spall 1992): one random direction D in {-1, +1}^P per step (``resamplings`` of them,
   averaged), g = [f(x + c_k D) - f(x - c_k D)] / (2 c_k) * D, c_k = ``perturbation`` / (k + 1)^``decay``
