@@ -6,8 +6,8 @@ import subprocess
 import sys
 import venv
 
-from tests.helpers import ROOT
 import qt
+from tests.helpers import ROOT
 
 
 def test_a_wheel_finds_its_configs_from_an_empty_folder(tmp_path):

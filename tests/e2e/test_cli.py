@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY, run_train, summary
 from qt.results.schema import METRIC_COLUMNS, SCHEMA_VERSION, SUMMARY_KEYS
+from tests.helpers import ROOT, TINY, run_train, summary
 
 
 @pytest.fixture(scope="module")

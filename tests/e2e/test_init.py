@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from tests.helpers import LN10, TINY, run_train, summary
 from qt.analysis.runs import load_runs
+from tests.helpers import LN10, TINY, run_train, summary
 
 
 @pytest.mark.parametrize("circuit", ["ry_cnot", "u3"])

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import summary
 from qt.sweeps.study import make_storage
+from tests.helpers import summary
 from tests.helpers import kill_once_written, load, multirun, trials_csv
 
 

@@ -9,20 +9,28 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.helpers import ROOT, multirun
 from qt.analysis.runs import load_runs
 from qt.analysis.report import build_report
+from tests.helpers import ROOT, TINY
+
+
+def tiny_multirun(sweep_dir, *overrides):
+    """A multirun at the TINY settings; it must succeed (its trials may fail, as the bad sweep's do)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "qt.train", "-m", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablation")
     # the standard ablation with its controls, narrowed to a tiny grid, and its classical baseline
-    multirun(root / "qt", "experiment=ablation", "circuit=ry_cnot,u3", "n_blocks=1", "mapping=medium", "seed=0,1",
-             "variant=qt,frozen,classical_generator,no_entanglement,hashed")
-    multirun(root / "baseline", "experiment=ablation_baseline", "seed=0")
-    multirun(root / "bad", "n_blocks=0")
-    multirun(root / "study", "+sweep=lr_blocks_clip", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage=sqlite:///{root}/study/study.db")
+    tiny_multirun(root / "qt", "experiment=ablation", "circuit=ry_cnot,u3", "n_blocks=1", "mapping=medium", "seed=0,1",
+                  "variant=qt,frozen,classical_generator,no_entanglement,hashed")
+    tiny_multirun(root / "baseline", "experiment=ablation_baseline", "seed=0")
+    tiny_multirun(root / "bad", "n_blocks=0")
+    tiny_multirun(root / "study", "+sweep=lr_blocks_clip", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage=sqlite:///{root}/study/study.db")
     # a half-written run dir and one from a newer schema: reported, never crashed on
     (root / "half" / ".hydra").mkdir(parents=True)
     shutil.copy(root / "qt" / "0" / ".hydra" / "config.yaml", root / "half" / ".hydra" / "config.yaml")

@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
-from tests.helpers import TINY, run_train, summary
 from qt.analysis.runs import load_runs
+from tests.helpers import TINY, run_train, summary
 
 
 def metrics(run_dir):
