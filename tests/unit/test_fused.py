@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from qt.core.quantum import QuantumCircuit, build_ansatz
-from qt.core.quantum.circuit import ByDevice, make_simulator, sample_probs
+from qt.core.quantum.circuit import ByDevice, make_simulator
+from qt.core.quantum.shots import sample_probs
 from qt.core.quantum.ansatz import cnot_permutation
 from qt.core.quantum.fused_backend import FusedStatevector, compile_program
 from qt.core.quantum.pennylane_backend import PennyLaneBackend

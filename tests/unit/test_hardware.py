@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from qt.core.quantum import QuantumCircuit, build_ansatz
-from qt.core.quantum.gradients import executions_per_step, sample_frequencies, shift_terms
+from qt.core.quantum.gradients import executions_per_step, shift_terms
+from qt.core.quantum.shots import sample_frequencies
 from qt.core.quantum.noise import DensityMatrix, FusedTrajectories, NoiseContext, NoiseModel, apply_readout
 from qt.errors import ConfigError
 

@@ -14,6 +14,7 @@ from qt.core.quantum.ansatz import build_ansatz, group_sizes
 from qt.core.quantum.fused_backend import PLAN_MAX_QUBITS, SAVED_STATES_BYTES, SLOW_BITS, FusedStatevector, warm_kernels
 from qt.core.quantum.gradients import Estimator, SPSASettings, check_gradient, estimated_probs, executions_per_step
 from qt.core.quantum.noise import NoiseContext, NoiseModel, apply_readout, noisy_simulator
+from qt.core.quantum.shots import sample_probs
 from qt.core.quantum.torch_backend import TorchStatevector, default_group_size
 
 #: ``auto``: ``fused`` for CPU tensors, ``torch`` for CUDA ones (chosen at each call, so ``.to(device)`` works)
@@ -26,7 +27,7 @@ class QuantumCircuit(nn.Module):
 
     Angles are drawn uniformly from [0, 2π) (``init_scale`` scales that range); ``freeze``
     keeps them fixed at that initialisation (the frozen-circuit control). With ``shots=N``
-    training sees N-shot estimates of the probabilities (:func:`sample_probs`); evaluation
+    training sees N-shot estimates of the probabilities (:func:`qt.core.quantum.shots.sample_probs`); evaluation
     and export (eval mode) use the exact distribution, the infinite-shot limit.
 
     ``partitions=K``: K sub-circuits on disjoint qubit groups (:func:`~qt.core.quantum.ansatz.build_ansatz`),
@@ -192,21 +193,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend != "auto":
         return backend
     return "fused" if device.type == "cpu" else "torch"
-
-
-def sample_probs(probs: torch.Tensor, shots: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Finite-shot estimate of ``probs`` with a straight-through gradient.
-
-    Forward: the frequencies of ``shots`` samples of the basis-state distribution (what a
-    quantum device returns; fresh samples at each call, from torch's seeded global RNG, which
-    checkpoints save and resume restores). Backward: the gradient of the exact probabilities
-    (straight-through estimator: d estimate / d theta := d p / d theta), which is the
-    expectation of the estimator's gradient since the frequencies are unbiased for p.
-    """
-    p = probs.detach().double().clamp_min(0)
-    idx = torch.multinomial(p, shots, replacement=True, generator=generator)
-    freq = torch.bincount(idx, minlength=p.numel()).to(probs.dtype) / shots
-    return probs + (freq - probs).detach()
 
 
 def estimate_memory_bytes(

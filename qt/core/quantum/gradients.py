@@ -35,14 +35,13 @@ import torch
 
 from qt.core.checks import number, settings, whole
 from qt.core.quantum.ansatz import Ansatz
+from qt.core.quantum.shots import sample_frequencies
 from qt.errors import ConfigError
 
 GRADIENTS = ("adjoint", "parameter_shift", "spsa")
 TWO_TERM = ((math.pi / 2, 0.5), (-math.pi / 2, -0.5))
 _CP, _CM = (math.sqrt(2) + 1) / (4 * math.sqrt(2)), (math.sqrt(2) - 1) / (4 * math.sqrt(2))
 FOUR_TERM = ((math.pi / 2, _CP), (-math.pi / 2, -_CP), (3 * math.pi / 2, -_CM), (-3 * math.pi / 2, _CM))
-#: above this many shots, counts are drawn by numpy's binomial-conditional multinomial (O(2^n) a row), below by torch.multinomial (O(shots))
-_NUMPY_SHOTS = 4096
 
 
 @dataclass(frozen=True)
@@ -95,21 +94,6 @@ def executions_per_step(gradient: str, ansatz: Ansatz, spsa: SPSASettings | None
     if gradient == "spsa":
         return parts * (1 + 2 * (spsa or SPSASettings()).resamplings)
     return parts + len(shift_terms(ansatz)[0])
-
-
-def sample_frequencies(probs: torch.Tensor, shots: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Rows of ``probs`` (B, 2^n) replaced by the frequencies of ``shots`` samples each (rows normalised first)."""
-    p = probs.detach().double().clamp_min(0)
-    p = p / p.sum(-1, keepdim=True)
-    b, k = p.shape
-    if shots <= _NUMPY_SHOTS:
-        idx = torch.multinomial(p, shots, replacement=True, generator=generator)
-        idx = idx + torch.arange(b).unsqueeze(1) * k
-        counts = torch.bincount(idx.reshape(-1), minlength=b * k).reshape(b, k)
-    else:  # seeded from torch's stream, so checkpoints restore it
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
-        counts = torch.from_numpy(np.random.default_rng(seed).multinomial(shots, p.numpy()))
-    return counts.to(probs.dtype) / shots
 
 
 class Estimator:
