@@ -58,7 +58,7 @@ FACTORS = [
     "batch_size", "epochs",
 ]
 ALWAYS = ["dataset", "model", "mode"]
-#: factors that ``variant`` is made of (qt.experiment.variants.variant_of): shown through it when it is shown
+#: factors that ``variant`` is made of (qt.experiment.controls.control_of): shown through it when it is shown
 VARIANT_PARTS = ["generator", "frozen"]
 
 

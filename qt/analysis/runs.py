@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from qt.core.mapping import network_kind
-from qt.experiment.variants import variant_of
+from qt.experiment.controls import control_of
 from qt.results.compat import upgrade, upgrade_choices
 from qt.results.schema import SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
@@ -152,7 +152,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
         dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
         experiment=choices.get("experiment"),
         mode=mode,
-        variant=variant_of(cfg) if cfg else choices.get("variant"),
+        variant=control_of(cfg) if cfg else choices.get("variant"),
         model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
         target_activation=(cfg.get("model") or {}).get("activation"),
         optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),

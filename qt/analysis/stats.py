@@ -6,7 +6,7 @@ of columns (:func:`run_keys`):
 * a **QT group** is the set of runs whose configs are equal except the seed (and the keys that
   change nothing a run computes: ``qt.experiment.config.RESULT_FREE_KEYS``);
 * a **control** belongs to the QT group whose config it equals apart from the keys that make it
-  that control (``qt.experiment.variants.CONTROL_KEYS``: ``mode``, ``generator``, ``circuit.freeze``,
+  that control (``qt.experiment.controls.CONTROL_KEYS``: ``mode``, ``generator``, ``circuit.freeze``,
   ``circuit.entangle``): frozen circuit, classical generator, fixed vector, no entanglement,
   hashed. A grid over ``optimizer.lr`` is as many QT groups as learning rates, and a control
   pairs only with the one it was trained like;
@@ -38,7 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from qt.experiment.config import RESULT_FREE_KEYS
-from qt.experiment.variants import CONTROL_KEYS, CONTROLS
+from qt.experiment.controls import CONTROL_KEYS, CONTROLS
 from qt.results.schema import flatten
 from qt.errors import QTError
 

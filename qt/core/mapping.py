@@ -435,7 +435,7 @@ class MappingBase(nn.Module):
         return w - w.mean() if self.center else w
 
 
-class WeightGenerator(MappingBase):
+class MLPMapping(MappingBase):
     """The MLP mapping (``mapping=medium`` etc.): :class:`MappingModel` [n+1 -> hidden... -> chunk].
 
     ``common``: :class:`MappingBase`'s options (chunk, rescaling, bits, centring, scale).
@@ -449,7 +449,7 @@ class WeightGenerator(MappingBase):
         return self.mlp(torch.cat([bits, x[:, None]], dim=1))
 
 
-class MPSWeightGenerator(MappingBase):
+class MPSMapping(MappingBase):
     """The tensor-network mapping (``mapping=mps``): an :class:`MPS` over the n + 1 inputs with ``chunk`` outputs
     (Liu, Lin and Chen, arXiv 2409.06992; Photonic Quantum-Train, arXiv 2505.08474).
 
@@ -469,7 +469,7 @@ class MPSWeightGenerator(MappingBase):
 
 def network_kind(mapping: dict) -> str:
     """``mps`` or ``mlp``: the network a mapping config builds (read from its ``_target_``)."""
-    return "mps" if str(mapping.get("_target_", "")).endswith(MPSWeightGenerator.__name__) else "mlp"
+    return "mps" if str(mapping.get("_target_", "")).endswith(MPSMapping.__name__) else "mlp"
 
 
 def mapping_size(mapping: dict, n_qubits: int, chunk: int) -> tuple[int, int]:

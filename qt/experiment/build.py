@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from qt.core.checks import CLI, Keys
 from qt.experiment.config import instantiate
 from qt.experiment.memory import check_memory, probe_target
-from qt.experiment.variants import qt_learner
+from qt.experiment.controls import qt_learner
 from qt.errors import ConfigError, QTError
 from qt.core.learners import ClassicalLearner, Learner
 from qt.training.loggers import Loggers

@@ -2,7 +2,7 @@
 
 A control is a QT config with one thing changed, made by the keys in :data:`CONTROL_KEYS`;
 ``variant=NAME`` (conf/variant/NAME.yaml) sets them. This module names the controls
-(:data:`CONTROLS`, in report order), reads which one a config is (:func:`variant_of`, for any
+(:data:`CONTROLS`, in report order), reads which one a config is (:func:`control_of`, for any
 run, however it was launched) and builds the weight source a config's ``generator`` asks for
 (:func:`qt_learner`). ``qt.analysis.stats`` pairs each control with the QT group it equals
 but for these keys.
@@ -28,7 +28,7 @@ CONTROL_KEYS = ("mode", "generator", "circuit.freeze", "circuit.entangle")
 CONTROLS = ("frozen", "classical_generator", "fixed_vector", "no_entanglement", "hashed", "classical")
 
 
-def variant_of(cfg: Any) -> str:
+def control_of(cfg: Any) -> str:
     """The control a config is (or ``qt``), read from :data:`CONTROL_KEYS`.
 
     ``variant=NAME`` sets those keys; a run launched with them directly (``mode=classical``)

@@ -33,7 +33,7 @@ from qt.core.quantum.ansatz import check_blocks
 from qt.core.quantum.gradients import SPSASettings, check_gradient
 from qt.core.quantum.noise import NoiseModel
 from qt.errors import ConfigError
-from qt.experiment.variants import GENERATORS
+from qt.experiment.controls import GENERATORS
 from qt.results.objectives import OBJECTIVES, objective_names
 from qt.training.state import TrainerConfig
 

@@ -5,7 +5,8 @@ Two kinds of change, each with the commit that made it:
 
 * **moved classes** (:data:`MOVED_TARGETS`): the package restructure (df577a6) moved every module under a
   layer (``qt.models.SimpleCNN`` is ``qt.core.targets.SimpleCNN``), so an old run's ``_target_``s named
-  modules that no longer exist;
+  modules that no longer exist; **renamed classes** (:data:`RENAMED_TARGETS`): the mappings were called
+  generators until the names said one thing each (#40);
 * **added keys** (:data:`ADDED`, and groups: :data:`ADDED_CHOICES`): a run written before a key existed lacks it and did what the value
   here says, which is not always today's default (before ``mapping.scale`` the mapping's outputs were
   the weights as they came, ``scale=none``; today's default is ``init``).
@@ -33,6 +34,14 @@ MOVED_TARGETS = {
     "qt.losses.": "qt.training.losses.",
     "qt.schedules.": "qt.training.schedules.",
     "qt.sweep.": "qt.sweeps.study.",
+}
+
+#: classes renamed since (applied after the module moves above): an old ``_target_`` -> today's.
+#: 2026-12-07 (#40, names that say one thing): the mappings were "generators", a word qt also uses for the
+#: source of the probabilities (the ``generator`` key: the circuit or a control's stand-in)
+RENAMED_TARGETS = {
+    "qt.core.mapping.WeightGenerator": "qt.core.mapping.MLPMapping",
+    "qt.core.mapping.MPSWeightGenerator": "qt.core.mapping.MPSMapping",
 }
 
 
@@ -78,7 +87,9 @@ def current_target(target: Any) -> Any:
     if isinstance(target, str):
         for old, new in MOVED_TARGETS.items():
             if target.startswith(old):
-                return new + target[len(old) :]
+                target = new + target[len(old) :]
+                break
+        target = RENAMED_TARGETS.get(target, target)
     return target
 
 

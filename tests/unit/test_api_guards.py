@@ -159,7 +159,7 @@ def test_run_dirs_fit_did_not_write_are_refused(data, tmp_path):
         (lambda d: QuantumTrain(net(), chunk=4), r"^chunk is a mapping setting .*: give mapping=\{'chunk': 4\}$"),
         (lambda d: QuantumTrain(net(), mapping={"chunk": 0}), r"^mapping=\{'chunk': \.\.\.\} must be an integer >= 1 \(got 0\)"),
         (lambda d: QuantumTrain(net(), mapping={"hidden": "abc"}), r"^mapping=\{'hidden': \.\.\.\} must be a list of integers \(got 'abc'\)"),
-        (lambda d: QuantumTrain(net(), mapping={"hiden": [3]}), r"^mapping=\{'hiden': \.\.\.\} is not a setting of WeightGenerator: use .*hidden"),
+        (lambda d: QuantumTrain(net(), mapping={"hiden": [3]}), r"^mapping=\{'hiden': \.\.\.\} is not a setting of MLPMapping: use .*hidden"),
         (lambda d: QuantumTrain(net(), circuit={"n_blocks": 3}), r"^circuit=\{'n_blocks': \.\.\.\} is set by QuantumTrain itself"),
         (lambda d: QuantumTrain(net(), circuit={"entangle": "no"}), r"^circuit=\{'entangle': \.\.\.\} must be true or false"),
     ],

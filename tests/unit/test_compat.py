@@ -2,6 +2,8 @@
 the package restructure (tests/fixtures/runs, README there) export the weights their own qt exported, report
 with today's labels, and resume where their config still means the same."""
 
+import importlib
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -11,7 +13,7 @@ from qt.analysis.runs import load_runs
 from qt.errors import RunDirError
 from qt.experiment.build import build_export, build_network
 from qt.experiment.config import compose_config
-from qt.results.compat import ADDED, MOVED_TARGETS, upgrade
+from qt.results.compat import ADDED, MOVED_TARGETS, RENAMED_TARGETS, upgrade
 from qt.results.schema import load_checkpoint
 from qt.training.callbacks import optimizer_state_for
 from tests.helpers import FIXTURES, OLD_RUNS
@@ -22,6 +24,7 @@ def test_upgrade_gives_old_configs_todays_names_and_what_they_did():
     new = upgrade(old)
     assert old["model"]["_target_"] == "qt.models.SimpleCNN" and new["model"]["_target_"] == "qt.core.targets.SimpleCNN"
     assert new["mapping"]["scale"] == "none"  # before the setting: raw outputs (today's default is init)
+    assert old["mapping"]["_target_"] == "qt.mapping.WeightGenerator" and new["mapping"]["_target_"] == "qt.core.mapping.MLPMapping"
     assert new["model"]["activation"] == "relu" and new["loss"]["_target_"] == "qt.training.losses.CrossEntropy"
     assert new["circuit"]["gradient"] == "adjoint" and new["circuit"]["partitions"] == 1 and new["generator"] == "quantum"
     assert upgrade(new) == new and "scale" not in old["mapping"]  # idempotent; the input is left as it was
@@ -32,6 +35,10 @@ def test_upgrade_gives_old_configs_todays_names_and_what_they_did():
         for part in added.key.split("."):
             node = node[part]
     assert all(new_prefix.startswith("qt.") for new_prefix in MOVED_TARGETS.values())
+    for old_name, new_name in RENAMED_TARGETS.items():  # moved first, then renamed; today's name exists
+        assert upgrade({"mapping": {"_target_": old_name}})["mapping"]["_target_"] == new_name
+        module, _, cls = new_name.rpartition(".")
+        assert hasattr(importlib.import_module(module), cls)
 
 
 @pytest.mark.parametrize("name", OLD_RUNS)

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from qt.core.learners import QTLearner
 from qt.training.losses import CrossEntropy, Distillation
-from qt.core.mapping import WeightGenerator
+from qt.core.mapping import MLPMapping
 from qt.core.targets import SimpleCNN
 from qt.core.quantum import QuantumCircuit
-from qt.core.quantum.circuit import sample_probs
+from qt.core.quantum.shots import sample_probs
 
 
 def teacher_and_batch():
@@ -43,7 +43,7 @@ def test_kd_gradient_reaches_the_student_not_the_teacher():
     loss_fn = Distillation(teacher)
     loss_fn.train()
     assert not loss_fn.teacher.training  # the teacher stays in eval mode
-    student = QTLearner(SimpleCNN(), partial(QuantumCircuit, n_blocks=1), partial(WeightGenerator, hidden=[8]))
+    student = QTLearner(SimpleCNN(), partial(QuantumCircuit, n_blocks=1), partial(MLPMapping, hidden=[8]))
     loss_fn(student(x, student.weights()), y, x).backward()
     assert all(p.grad is not None for p in student.trainable_parameters())
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from qt.core.mapping import MPS, MPSWeightGenerator, TensorScale, basis_bits, mapping_size, rescale_probs
+from qt.core.mapping import MPS, MPSMapping, TensorScale, basis_bits, mapping_size, rescale_probs
 from qt.core.quantum import QuantumCircuit, build_ansatz
 from qt.core.quantum.ansatz import entangler_pairs, group_sizes
 from qt.core.quantum.circuit import Partitioned, estimate_memory_bytes
@@ -102,11 +102,11 @@ def test_mps_mapping_with_chunks_and_per_tensor_scale():
     torch.manual_seed(0)
     shapes = [(8, 1, 3, 3), (8,), (10, 72), (10,)]
     n_weights = sum(torch.Size(s).numel() for s in shapes)
-    gen = MPSWeightGenerator(n_qubits=7, n_weights=n_weights, bond_dim=3, chunk=8, shapes=shapes, init_stats=[(0.1, 0.0)] * 4)
+    gen = MPSMapping(n_qubits=7, n_weights=n_weights, bond_dim=3, chunk=8, shapes=shapes, init_stats=[(0.1, 0.0)] * 4)
     probs = torch.softmax(torch.randn(128), 0)
     w = gen(probs)
     assert w.shape == (n_weights,) and abs(float(w[:72].detach().std()) / 0.1 - 1) < 0.05  # each tensor at its default-init scale
-    params, _ = mapping_size({"_target_": "qt.core.mapping.MPSWeightGenerator", "bond_dim": 3}, 7, 8)
+    params, _ = mapping_size({"_target_": "qt.core.mapping.MPSMapping", "bond_dim": 3}, 7, 8)
     assert params == sum(p.numel() for p in gen.mps.parameters()) == 8 * 2 * 9 + 8 * 9
     x = rescale_probs(probs[: gen.n_states], 7, gen.gamma, gen.beta, gen.alpha)
     out = gen.mps(torch.cat([basis_bits(7, gen.n_states, True), x[:, None]], dim=1))  # the generic contraction, row by row
@@ -152,15 +152,15 @@ def test_compiled_tensor_scale_equals_its_segment_sums(mode, dtype):
 def test_the_library_takes_the_new_options_by_name():
     """``QuantumTrain(mapping="mps", circuit={"partitions": 2})`` builds what the CLI builds from those options."""
     from qt import QuantumTrain
-    from qt.core.mapping import WeightGenerator
+    from qt.core.mapping import MLPMapping
 
     target = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))  # 7,850 weights: 13 qubits
     model = QuantumTrain(target, n_blocks=2, circuit={"partitions": 2}, mapping="mps")
-    assert isinstance(model.mapping, MPSWeightGenerator) and model.mapping.mps.bond_dim == 4
+    assert isinstance(model.mapping, MPSMapping) and model.mapping.mps.bond_dim == 4
     assert [sim.ansatz.n_qubits for sim, _ in model.circuit.simulator.parts] == [7, 6]
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     medium_16 = QuantumTrain(target, n_blocks=2, mapping="medium_16").mapping  # an option that extends another
-    assert isinstance(medium_16, WeightGenerator) and medium_16.mlp.net[0].out_features == 16
+    assert isinstance(medium_16, MLPMapping) and medium_16.mlp.net[0].out_features == 16
 
 
 def test_large_rescaling_has_autograds_values_and_gradient():

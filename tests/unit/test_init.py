@@ -9,7 +9,7 @@ import torch
 
 from qt.experiment.config import compose_config, instantiate
 from qt.core.learners import QTLearner
-from qt.core.mapping import WeightGenerator
+from qt.core.mapping import MLPMapping
 from qt.core.targets import SimpleCNN, default_init_stats
 from qt.core.quantum import QuantumCircuit
 from qt.experiment.build import build_learner
@@ -100,7 +100,7 @@ def test_units_of_one_weight_and_constant_inits_are_kept():
     """A fan-in of 1 has nothing to centre (not zeroed); a norm layer starts at its constant, with a gain that learns."""
     target = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4), torch.nn.LayerNorm(4))
     torch.manual_seed(0)
-    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="init"))
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(MLPMapping, hidden=[6], scale="init"))
     w = learner.weights()
     assert float(w["0.weight"].detach().std()) > 0.5 * learner.default_init["0.weight"].std
     assert torch.allclose(w["3.weight"], torch.ones(4)) and torch.allclose(w["3.bias"], torch.zeros(4))
@@ -112,7 +112,7 @@ def test_units_of_one_weight_and_constant_inits_are_kept():
 def test_chunks_are_centred_so_no_offset_repeats_through_the_weights():
     torch.manual_seed(0)
     target = SimpleCNN(channels=[8, 12], kernel_size=5, hidden=[20])
-    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="init"), chunk=8)
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(MLPMapping, hidden=[6], scale="init"), chunk=8)
     gen = learner.mapping
     seen = {}
     gen.scale.register_forward_hook(lambda m, inputs, out: seen.update(w=inputs[0].detach()))

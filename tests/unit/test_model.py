@@ -8,7 +8,7 @@ import torch
 from qt.errors import ConfigError
 from qt.core.learners import ClassicalLearner, QTLearner
 from qt.core.mapping import qubits_for
-from qt.core.mapping import WeightGenerator, basis_bits, rescale_probs
+from qt.core.mapping import MLPMapping, basis_bits, rescale_probs
 from qt.core.targets import SimpleCNN, count_weights
 from qt.core.quantum import QuantumCircuit
 
@@ -27,7 +27,7 @@ def test_target_sizes(kwargs, expected):
 
 def qt_learner(circuit_kw=None, mapping_kw=None, chunk=1):
     circuit = partial(QuantumCircuit, **{"n_blocks": 16, **(circuit_kw or {})})
-    mapping = partial(WeightGenerator, **{"hidden": [20, 20], "scale": "none", **(mapping_kw or {})})  # the references: no gains
+    mapping = partial(MLPMapping, **{"hidden": [20, 20], "scale": "none", **(mapping_kw or {})})  # the references: no gains
     return QTLearner(SimpleCNN(), circuit, mapping, chunk=chunk)
 
 
@@ -94,7 +94,7 @@ def test_chunking_reduces_qubits():
 def test_each_basis_state_emits_chunk_consecutive_weights():
     """Weight j of the flat vector is output j mod c of basis state j div c: [bits(j div c), x_(j div c)] through the MLP."""
     torch.manual_seed(0)
-    gen = WeightGenerator(n_qubits=4, n_weights=45, hidden=[5], chunk=4, scale="none", center=False)  # 12 states, the last emits 1 used weight
+    gen = MLPMapping(n_qubits=4, n_weights=45, hidden=[5], chunk=4, scale="none", center=False)  # 12 states, the last emits 1 used weight
     probs = torch.softmax(torch.randn(16), 0)
     w = gen(probs)
     x = rescale_probs(probs[:12], 4, gen.gamma, gen.beta, gen.alpha)
@@ -117,17 +117,17 @@ def test_rescaling_and_bits():
 
 def test_centering_and_no_rescale_options():
     torch.manual_seed(0)
-    gen = WeightGenerator(4, 10, hidden=[5], center=True, scale="none")
+    gen = MLPMapping(4, 10, hidden=[5], center=True, scale="none")
     assert abs(float(gen(torch.rand(16)).detach().mean())) < 1e-6
-    gen = WeightGenerator(4, 10, hidden=[5], rescale=False, center=False, scale="none")
+    gen = MLPMapping(4, 10, hidden=[5], rescale=False, center=False, scale="none")
     assert gen(torch.rand(16)).shape == (10,)
 
 
 def test_tensor_scale_gives_each_tensor_he_scale_and_learns_its_gains():
     torch.manual_seed(0)
     target = SimpleCNN(channels=[8, 12], kernel_size=5, hidden=[20])
-    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="tensor"))
-    plain = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[6], scale="none"))
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(MLPMapping, hidden=[6], scale="tensor"))
+    plain = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(MLPMapping, hidden=[6], scale="none"))
     n_tensors = len(list(target.parameters()))
     assert learner.param_table()["mapping_params"] == plain.param_table()["mapping_params"] + n_tensors
     weights = learner.weights()
@@ -142,7 +142,7 @@ def test_tensor_scale_gives_each_tensor_he_scale_and_learns_its_gains():
     torch.nn.functional.cross_entropy(learner(x, weights), torch.arange(4)).backward()
     assert torch.all(learner.mapping.scale.gain.grad != 0)
     with pytest.raises(ConfigError, match="scale"):
-        WeightGenerator(4, 10, scale="layer")
+        MLPMapping(4, 10, scale="layer")
 
 
 class TinyMLPWithNorm(torch.nn.Module):
@@ -159,7 +159,7 @@ class TinyMLPWithNorm(torch.nn.Module):
 def test_any_torch_module_is_a_target():
     torch.manual_seed(0)
     target = TinyMLPWithNorm()
-    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(WeightGenerator, hidden=[8]))
+    learner = QTLearner(target, partial(QuantumCircuit, n_blocks=2), partial(MLPMapping, hidden=[8]))
     assert learner.n_weights == 784 * 8 + 8 + 16 + 8 * 10 + 10 and learner.n_qubits == 13
     x = torch.randn(6, 1, 28, 28)
     loss = torch.nn.functional.cross_entropy(learner(x, learner.weights()), torch.arange(6))
@@ -172,7 +172,7 @@ def test_any_torch_module_is_a_target():
 
 def test_classical_generator_control_has_the_circuits_budget():
     from qt.core.generators import ClassicalGenerator
-    from qt.experiment.variants import equal_budget_generator
+    from qt.experiment.controls import equal_budget_generator
 
     for kw, budget in ((dict(n_blocks=16), 208), (dict(n_blocks=16, rotation="U3", entangler="CU3", layout="ring"), 1248)):
         gen = equal_budget_generator(partial(QuantumCircuit, **kw), 13, seed=0)
@@ -181,7 +181,7 @@ def test_classical_generator_control_has_the_circuits_budget():
         assert p.shape == (2**13,) and torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
     frozen = equal_budget_generator(partial(QuantumCircuit, n_blocks=2, freeze=True), 5, seed=0)
     assert not any(p.requires_grad for p in frozen.parameters())  # the fixed-random-vector control
-    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16), seed=0), partial(WeightGenerator, hidden=[20, 20], scale="none"))
+    learner = QTLearner(SimpleCNN(), partial(equal_budget_generator, partial(QuantumCircuit, n_blocks=16), seed=0), partial(MLPMapping, hidden=[20, 20], scale="none"))
     table = learner.param_table()
     assert table["generator"] == "classical" and table["trainable_params"] == 949  # same budget as the QT default
     x = torch.randn(2, 1, 28, 28)

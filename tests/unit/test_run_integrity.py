@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qt.experiment.config import compose_config, experiment_conflict, fingerprint
-from qt.experiment.variants import CONTROLS, variant_of
+from qt.experiment.controls import CONTROLS, control_of
 from qt.errors import QTError
 from qt.training.callbacks import restore_rng_states, rng_states
 from qt.results.objectives import OBJECTIVES, objective_directions
@@ -75,17 +75,17 @@ def test_an_experiment_value_for_another_option_is_refused_unless_typed():
     ],
 )
 def test_the_variant_label_is_read_from_the_keys_that_make_the_control(cfg, label):
-    assert variant_of(cfg) == label
+    assert control_of(cfg) == label
 
 
 def test_every_variant_file_is_the_control_it_is_named_after():
-    """conf/variant and qt.experiment.variants agree: each file composes to a config variant_of names after it."""
+    """conf/variant and qt.experiment.controls agree: each file composes to a config control_of names after it."""
     from qt.experiment.config import CONF_DIR
 
     names = sorted(p.stem for p in (CONF_DIR / "variant").glob("*.yaml"))
     assert names == sorted({"qt", *CONTROLS})
     for name in names:
-        assert variant_of(compose_config([f"variant={name}"])) == name
+        assert control_of(compose_config([f"variant={name}"])) == name
 
 
 def test_one_objective_definition_gives_the_directions():
