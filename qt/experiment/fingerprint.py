@@ -29,6 +29,7 @@ from torch import nn
 from qt.core.learners import ClassicalLearner
 from qt.errors import ConfigError
 from qt.experiment.config import RESUME_FREE_KEYS, diff_keys
+from qt.results.compat import current_targets
 from qt.results.schema import load_checkpoint
 from qt.training.data import DataSplits
 from qt.training.state import TrainerConfig
@@ -148,7 +149,7 @@ def check_fit_run_dir(run_dir: Path, fp: dict, resume: bool, allow_unverified: b
     where = f"run_dir={run_dir}"
     if not resume:
         raise ConfigError(f"resume=False, but {where} holds a run that starting over would overwrite: pass another run_dir, or delete that folder to start over")
-    stored = load_checkpoint(last).get("fingerprint") or {}
+    stored = current_targets(load_checkpoint(last).get("fingerprint") or {})  # classes renamed since keep matching
     if stored and stored.get("written_by") != WRITTEN_BY:
         raise ConfigError(f"{where} holds a command-line run (python -m qt.train), not a fit() run: pass another run_dir")
     if not stored:

@@ -93,11 +93,12 @@ def current_target(target: Any) -> Any:
     return target
 
 
-def _rename(node: Any) -> Any:
+def current_targets(node: Any) -> Any:
+    """``node`` (any nesting of dicts and lists: a config, a fit() fingerprint) with every ``_target_`` under today's name."""
     if isinstance(node, dict):
-        return {k: current_target(v) if k == "_target_" else _rename(v) for k, v in node.items()}
+        return {k: current_target(v) if k == "_target_" else current_targets(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_rename(v) for v in node]
+        return [current_targets(v) for v in node]
     return node
 
 
@@ -105,7 +106,7 @@ def upgrade(config: dict) -> dict:
     """``config`` (a plain dict, resolved or not) with today's ``_target_``s and every :data:`ADDED` key it lacks,
     at the value that says what it did. A new dict; a config of today comes back equal. Keys of groups the
     config does not have are not added (a classical run's ``mapping``), except the top-level ones."""
-    out = _rename(copy.deepcopy(config))
+    out = current_targets(copy.deepcopy(config))
     for added in ADDED:
         *parents, leaf = added.key.split(".")
         node = out

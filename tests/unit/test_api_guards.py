@@ -10,7 +10,7 @@ from torch import nn
 
 from qt import QuantumTrain, fit
 from qt.errors import ConfigError
-from qt.results.schema import save_checkpoint
+from qt.results.schema import load_checkpoint, save_checkpoint
 from qt.training.callbacks import Callback
 
 
@@ -81,6 +81,22 @@ def test_a_matching_fit_returns_the_completed_run_and_says_so(data, tmp_path, ca
         longer = fit(qt_model(2), data, epochs=3, lr=1e-2, batch_size=64, run_dir=run)  # a larger epochs extends it
     assert "continuing the run in" in caplog.text and longer["steps"] == 9 and [r["epoch"] for r in longer["rows"]] == [1, 2, 3]
 
+
+
+def test_a_fit_run_written_before_a_class_was_renamed_still_matches(data, tmp_path, caplog):
+    """A fit() run dir whose fingerprint names the mapping by its old class name (before qt.results.compat's
+    RENAMED_TARGETS) is the same run: returned, not refused."""
+    run = tmp_path / "run"
+    first = fit(qt_model(0), data, epochs=2, lr=1e-2, batch_size=64, run_dir=run)
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    mapping = state["fingerprint"]["model"]["settings"]["mapping"]
+    assert mapping["_target_"] == "qt.core.mapping.MLPMapping"
+    mapping["_target_"] = "qt.core.mapping.WeightGenerator"  # as qt wrote it before the rename
+    save_checkpoint(state, last)
+    with caplog.at_level(logging.INFO, logger="qt"):
+        again = fit(qt_model(1), data, epochs=2, lr=1e-2, batch_size=64, run_dir=run)
+    assert "returning its results (nothing trained)" in caplog.text and again["test_acc"] == first["test_acc"]
 
 class Interrupt(Callback):
     """Stops training at a global step, as a kill would (the last checkpoint is some steps before)."""
