@@ -191,7 +191,7 @@ def test_classical_generator_control_has_the_circuits_budget():
 
 def test_hashed_weights_are_shared_values_times_fixed_signs():
     """HashedNets: weight j of tensor t = sign_t[j] * values_t[bucket_t[j]], each tensor its proportional share of B."""
-    from qt.core.generators import HashedWeights, allocate_buckets
+    from qt.core.generators import allocate_buckets
     from qt.core.learners import HashedLearner
 
     assert allocate_buckets([200, 8, 2400, 12, 3840, 20, 200, 10], 1369) == [41, 2, 491, 2, 786, 4, 41, 2]
