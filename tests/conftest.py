@@ -38,7 +38,8 @@ def pytest_collection_modifyitems(config, items):
     if default_selection(config):
         left = [item for item in items if item.get_closest_marker("e2e") and not item.get_closest_marker("smoke")]
         config.hook.pytest_deselected(items=left)
-        items[:] = [item for item in items if item not in set(left)]
+        kept = set(items) - set(left)
+        items[:] = [item for item in items if item in kept]
 
 
 def pytest_terminal_summary(terminalreporter, config):
