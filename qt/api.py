@@ -144,7 +144,7 @@ def guard_memory(n_weights: int, circuit: dict | None, mapping: dict | None, chu
     if circuit is not None:
         parts |= circuit_bytes(circuit, n_qubits, slots, device)
     if mapping is not None:
-        parts |= mapping_bytes({**mapping, "chunk": chunk}, n_qubits, slots)
+        parts |= mapping_bytes({**mapping, "chunk": chunk}, n_qubits, slots, device)
     refuse_oversized(parts, device, API_KEYS, density=((circuit or {}).get("noise") or {}).get("method") == "density", what=what)
 
 

@@ -84,6 +84,7 @@ class MappingModel(nn.Module):
         for h in hidden:
             whole(h, "mapping.hidden widths", hint="e.g. mapping.hidden=[20,20]")
         act = make_activation(activation, "mapping.activation")
+        self.activation = activation
         widths = [n_qubits + 1, *[int(h) for h in hidden], int(chunk)]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -94,6 +95,51 @@ class MappingModel(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
+
+    def fused(self, n_qubits: int, values: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on the rows [bits(i), x_i] of the basis states i < len(x), a bit entering as ``values[bit]``,
+        on CPU in one compiled pass per direction over blocks of rows (:func:`qt.core.mapping_kernels.mlp_forward`,
+        ``mlp_backward``): nothing is kept between them, and the values are :meth:`forward`'s to rounding."""
+        params = [t for m in self.net if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+        return _FusedMLP.apply(x, n_qubits, values, self.activation, *params)
+
+
+#: the MLP mapping runs fused (:meth:`MappingModel.fused`) on CPU from this many basis states, when each emits at most
+#: FUSED_MAX_CHUNK weights; elsewhere torch's layers are as fast or faster (docs/performance.md, "The fused mapping")
+FUSED_ROWS = 2048
+FUSED_MAX_CHUNK = 16
+
+
+def runs_fused(rows: int, chunk: int, device_type: str) -> bool:
+    """Whether the MLP mapping over ``rows`` basis states of ``chunk`` weights each runs fused on ``device_type``."""
+    return device_type == "cpu" and int(rows) >= FUSED_ROWS and int(chunk) <= FUSED_MAX_CHUNK
+
+
+class _FusedMLP(torch.autograd.Function):
+    """:meth:`MappingModel.fused`: :func:`qt.core.mapping_kernels.mlp_apply` and its gradients by ``mlp_gradients``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, n_qubits: int, values: tuple[float, float], activation: str, *params: torch.Tensor) -> torch.Tensor:
+        from qt.core import mapping_kernels as k
+
+        x_np = x.detach().contiguous().numpy()
+        flat = torch.cat([p.detach().reshape(-1) for p in params]).to(x.dtype).numpy()
+        widths = np.array([params[0].shape[1], *[p.shape[0] for p in params[::2]]], dtype=np.int64)
+        spec = (n_qubits, widths, flat, k.ACTIVATION_CODES[activation], x_np.dtype.type(values[0]), x_np.dtype.type(values[1]))
+        ctx.x, ctx.spec, ctx.params = x_np, spec, [(p.shape, p.dtype) for p in params]
+        return torch.from_numpy(k.mlp_apply(x_np, *spec))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        from qt.core import mapping_kernels as k
+
+        g_np = g.detach().to(torch.from_numpy(ctx.x).dtype).contiguous().numpy()
+        dx, dflat = k.mlp_gradients(ctx.x, g_np, *ctx.spec)
+        grads, at = [], 0
+        for shape, dtype in ctx.params:
+            grads.append(torch.from_numpy(dflat[at : at + shape.numel()]).reshape(shape).to(dtype))
+            at += shape.numel()
+        return torch.from_numpy(dx), None, None, None, *grads
 
 
 def fan_in(shape: Sequence[int]) -> int:
@@ -410,7 +456,12 @@ class MappingBase(nn.Module):
             raise ConfigError(f"{self.n_qubits} qubits give {2**self.n_qubits} states, fewer than the {self.n_states} needed")
         self.rescale, self.center = bool(rescale), bool(center)
         self.gamma, self.beta, self.alpha = float(gamma), float(beta), float(alpha)
-        self.register_buffer("bits", basis_bits(self.n_qubits, self.n_states, bool(signed_bits)), persistent=False)
+        # carries the mapping's dtype and device (moves with .to(), .double()); the bit rows are built when a network
+        # needs them written out (the MLP below FUSED_ROWS, off CPU): 2^n x n values a fused or MPS network never reads
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
+        self.signed_bits = bool(signed_bits)
+        self.bit_values = (-1.0, 1.0) if signed_bits else (0.0, 1.0)
+        self._bits: torch.Tensor | None = None
         choice(scale, "mapping.scale", SCALES)
         self.scale: TensorScale | None = None
         self.center_chunks = scale == "init" and self.chunk > 1
@@ -419,14 +470,22 @@ class MappingBase(nn.Module):
                 raise ConfigError(f"mapping.scale={scale} needs the target's parameter shapes (qt passes them)")
             self.scale = TensorScale(shapes, scale, init_stats)
 
-    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Rows [bits(i), x_i] of the basis states i < ``n_states``: (states, n) and (states,) -> (states, chunk)."""
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        """The subclass's network on the rows [bits(i), x_i] of the basis states i < ``n_states``: (states,) ->
+        (states, chunk)."""
         raise NotImplementedError
 
+    def bits(self) -> torch.Tensor:
+        """Bits of the basis states i < ``n_states`` (:func:`basis_bits`), in the mapping's dtype and device; built once."""
+        a = self.anchor
+        if self._bits is None or self._bits.dtype != a.dtype or self._bits.device != a.device:
+            self._bits = basis_bits(self.n_qubits, self.n_states, self.signed_bits).to(a)
+        return self._bits
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        p = probs[: self.n_states].to(self.bits.dtype)
+        p = probs[: self.n_states].to(self.anchor.dtype)
         x = rescale_probs(p, self.n_qubits, self.gamma, self.beta, self.alpha) if self.rescale else p
-        out = self.network(self.bits, x)
+        out = self.network(x)
         if self.center_chunks:
             out = out - out.mean(0)
         w = out.reshape(-1)[: self.n_weights]
@@ -444,9 +503,15 @@ class MLPMapping(MappingBase):
     def __init__(self, n_qubits: int, n_weights: int, hidden: Sequence[int] = (20, 20), activation: str = "relu", **common):
         super().__init__(n_qubits, n_weights, **common)
         self.mlp = MappingModel(self.n_qubits, hidden, activation, self.chunk)
+        if runs_fused(self.n_states, self.chunk, "cpu"):
+            from qt.core.mapping_kernels import warm_mlp
 
-    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([bits, x[:, None]], dim=1))
+            warm_mlp(np.float32)  # before training starts, not in its first step
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        if runs_fused(x.shape[0], self.chunk, x.device.type):
+            return self.mlp.fused(self.n_qubits, self.bit_values, x)
+        return self.mlp(torch.cat([self.bits(), x[:, None]], dim=1))
 
 
 class MPSMapping(MappingBase):
@@ -460,9 +525,8 @@ class MPSMapping(MappingBase):
     def __init__(self, n_qubits: int, n_weights: int, bond_dim: int = 4, init_std: float = 0.1, signed_bits: bool = True, **common):
         super().__init__(n_qubits, n_weights, signed_bits=signed_bits, **common)
         self.mps = MPS(self.n_qubits + 1, self.chunk, bond_dim, init_std)
-        self.bit_values = (-1.0, 1.0) if signed_bits else (0.0, 1.0)
 
-    def network(self, bits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def network(self, x: torch.Tensor) -> torch.Tensor:
         # the rows are [bits(i), x_i] for i = 0, 1, ...: contracted over all basis states at once, bits implied
         return self.mps.on_basis(self.n_qubits, self.bit_values, x)
 
@@ -472,8 +536,9 @@ def network_kind(mapping: dict) -> str:
     return "mps" if str(mapping.get("_target_", "")).endswith(MPSMapping.__name__) else "mlp"
 
 
-def mapping_size(mapping: dict, n_qubits: int, chunk: int) -> tuple[int, int]:
-    """(parameters, activation bytes over all 2^n basis states) of a mapping config, before building it."""
+def mapping_size(mapping: dict, n_qubits: int, chunk: int, device_type: str = "cpu") -> tuple[int, int]:
+    """(parameters, activation bytes over all 2^n basis states on ``device_type``) of a mapping config, before
+    building it."""
     if network_kind(mapping) == "mps":
         chi, sites = int(mapping.get("bond_dim", 4)), n_qubits + 1
         # MPS.on_basis keeps a few (chunk, 2^n) planes (the U and V products, x, the output) and their gradients;
@@ -481,4 +546,8 @@ def mapping_size(mapping: dict, n_qubits: int, chunk: int) -> tuple[int, int]:
         return sites * 2 * chi * chi + chunk * chi * chi, 2**n_qubits * int(chunk) * 4 * 8
     hidden = [int(h) for h in mapping.get("hidden", [])]
     widths = [n_qubits + 1, *hidden, int(chunk)]
-    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:])), activation_bytes(n_qubits, hidden, chunk)
+    params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    if runs_fused(2 ** (n_qubits - 1) + 1, chunk, device_type):  # fused (n qubits: more than 2^(n-1) states): its input,
+        # output and their gradients only
+        return params, 2**n_qubits * (2 + 2 * int(chunk)) * 4
+    return params, activation_bytes(n_qubits, hidden, chunk)

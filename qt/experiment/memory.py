@@ -115,10 +115,10 @@ def circuit_bytes(circuit: dict, n_qubits: int, slots: int, device: torch.device
     }
 
 
-def mapping_bytes(mapping: dict, n_qubits: int, slots: int) -> dict[str, int]:
+def mapping_bytes(mapping: dict, n_qubits: int, slots: int, device: torch.device) -> dict[str, int]:
     """The mapping's part of a QT run (``mapping``: the mapping group's settings, its ``_target_`` naming the network):
     its parameters with gradients and optimizer state, its activations over every basis state."""
-    params, activations = mapping_size(mapping, n_qubits, int(mapping.get("chunk", 1)))
+    params, activations = mapping_size(mapping, n_qubits, int(mapping.get("chunk", 1)), device.type)
     return {"mapping parameters": 4 * params * (2 + slots), "mapping activations": activations}
 
 
@@ -132,7 +132,7 @@ def estimate_bytes(cfg: DictConfig, target: nn.Module, per_image: int, device: t
     mapping = OmegaConf.to_container(cfg.mapping, resolve=True)
     n_qubits = qubits_for(n_weights, int(mapping.get("chunk", 1)))
     circuit = OmegaConf.to_container(cfg.circuit, resolve=True)
-    return parts | circuit_bytes(circuit, n_qubits, slots, device) | mapping_bytes(mapping, n_qubits, slots)
+    return parts | circuit_bytes(circuit, n_qubits, slots, device) | mapping_bytes(mapping, n_qubits, slots, device)
 
 
 def refuse_oversized(parts: dict[str, int], device: torch.device, keys: Keys = CLI, density: bool = False, what: str = "this run") -> None:
