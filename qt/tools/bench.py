@@ -22,7 +22,10 @@ runs in this same process. Rows are measured with 1 torch thread and with ``--th
    wider versions of it that need 19 and 20 qubits at chunk 1, vs the classical step of
    the same target (interleaved, same process), with the process's peak resident memory;
    each row in a fresh subprocess;
-6. ``partitions`` (not in the default run): the same step at chunk 1 with 18, 19 and 20
+6. ``mapping``: the MLP mapping over every basis state (6,690 rows; 850,058 and 2^20 at 20 qubits), forward and
+   forward + backward, the fused kernels (:mod:`qt.core.mapping_kernels`) against torch's layers, 1 thread and
+   ``--threads``;
+7. ``partitions`` (not in the default run): the same step at chunk 1 with 18, 19 and 20
    qubits, the circuit one circuit or split into K = 2 and 3 sub-circuits
    (``circuit.partitions``), vs the classical step of the same target, each row in a fresh
    subprocess with its peak memory.
@@ -309,6 +312,54 @@ def section_breakdown(repeats: int) -> str:
     return table("Where a QT step goes, batch 128, 1 thread (median ms, interleaved)", header, rows)
 
 
+#: the mapping rows: label -> (basis states, hidden widths): mnist_1500's mapping, the 20-qubit target's, and 2^20
+MAPPINGS = {
+    "mnist_1500 (13 qubits)": (6_690, (16, 16)),
+    "20 qubits, hidden [512, 64]": (850_058, (20, 20)),
+    "2^20 rows": (2**20, (20, 20)),
+}
+
+
+def section_mapping(repeats: int, threads: int) -> str:
+    """The MLP mapping (ReLU, chunk 1) over every basis state: forward, and forward + backward, fused (the CPU
+    default from FUSED_ROWS states) against torch's layers (the reference path, used below that and off CPU)."""
+    from qt.core.mapping import MappingModel, basis_bits, qubits_for
+
+    rows = []
+    for n_threads in sorted({1, threads}):
+        torch.set_num_threads(n_threads)
+        for label, (states, hidden) in MAPPINGS.items():
+            n = qubits_for(states)
+            torch.manual_seed(0)
+            model = MappingModel(n, hidden, "relu", 1)
+            x = torch.rand(states, requires_grad=True)
+            g = torch.randn(states, 1)
+            bits = basis_bits(n, states, False)
+
+            def fused_fwd():
+                with torch.no_grad():
+                    model.fused(n, (0.0, 1.0), x)
+
+            def torch_fwd():
+                with torch.no_grad():
+                    model(torch.cat([bits, x[:, None]], dim=1))
+
+            fns = {
+                "fused fwd": fused_fwd,
+                "torch fwd": torch_fwd,
+                "fused": lambda: model.fused(n, (0.0, 1.0), x).backward(g),
+                "torch": lambda: model(torch.cat([bits, x[:, None]], dim=1)).backward(g),
+            }
+            t = interleaved_ms(fns, max(5, repeats // 2) if states > 10**5 else repeats, warmup=2)
+            rows.append([
+                label, f"{states:,}", str(n_threads), f"{t['fused fwd']:.2f}", f"{t['torch fwd']:.2f}", f"{t['fused']:.2f}",
+                f"{t['torch']:.2f}", f"{t['torch'] / t['fused']:.1f}x",
+            ])  # fmt: skip
+    torch.set_num_threads(threads)
+    header = ["mapping", "rows", "threads", "fused fwd ms", "torch fwd ms", "fused fwd+bwd ms", "torch fwd+bwd ms", "torch / fused"]
+    return table("MLP mapping over every basis state, ReLU, float32 (median ms, interleaved)", header, rows)
+
+
 def section_epoch(step_ms: float, full: bool, data_dir: str | None) -> str:
     steps = -(-48000 // 128)
     rows = [["projected (375 steps x median 1-thread step)", f"{steps * step_ms / 1000:.1f}"]]
@@ -349,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
-    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,epoch", help="comma-separated subset to run (also: large, partitions)")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,mapping,epoch", help="comma-separated subset to run (also: large, partitions)")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
     parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -376,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             print(section_epoch(mnist_128, args.full, args.data_dir), flush=True)
     if "breakdown" in sections:
         print(section_breakdown(args.repeats), flush=True)
+    if "mapping" in sections:
+        print(section_mapping(args.repeats, args.threads), flush=True)
     if "large" in sections:
         print(section_large(args.repeats), flush=True)
     if "partitions" in sections:
