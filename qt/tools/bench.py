@@ -20,7 +20,7 @@ runs in this same process. Rows are measured with 1 torch thread and with ``--th
 5. ``large`` (not in the default run): one training step of the large target
    (``experiment=fmnist_large``, 222,986 weights) at ``mapping.chunk`` 1 to 256, and of
    wider versions of it that need 19 and 20 qubits at chunk 1, vs the classical step of
-   the same target (interleaved, same process), with the process's peak resident memory;
+   the same target (each in fresh subprocesses, alternating), with the peak resident memory;
    each row in a fresh subprocess;
 6. ``mapping``: the MLP mapping over every basis state (6,690 rows; 850,058 and 2^20 at 20 qubits), forward and
    forward + backward, the fused kernels (:mod:`qt.core.mapping_kernels`) against torch's layers, 1 thread and
@@ -28,12 +28,15 @@ runs in this same process. Rows are measured with 1 torch thread and with ``--th
 7. ``partitions`` (not in the default run): the same step at chunk 1 with 18, 19 and 20
    qubits, the circuit one circuit or split into K = 2 and 3 sub-circuits
    (``circuit.partitions``), vs the classical step of the same target, each row in a fresh
-   subprocess with its peak memory.
+   subprocess with its peak memory, on 1 thread and on 2; the floor column adds to the classical step the
+   elementwise passes any generator of the target's weights pays here (rescaling, per-tensor scale, assembly:
+   :func:`elementwise_fn`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -212,32 +215,96 @@ def section_scaling(repeats: int) -> str:
     return table("Scaling, 16 blocks, 1 thread, float32: probabilities + gradient and peak memory", header, rows)
 
 
-def _large_child(overrides: list[str], repeats: int) -> None:
-    """Runs in a subprocess: prints JSON of one large-target row (median QT and classical step, batch 128, peak memory)."""
-    qt = recipe_learner(overrides)
-    steps = {"qt": train_step_fn(qt, 128), "classical": train_step_fn(recipe_learner([*overrides, "mode=classical"]), 128)}
-    t = interleaved_ms(steps, repeats, warmup=2)
-    table_ = qt.param_table()
-    peak = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    keys = ("target_weights", "n_qubits", "trainable_params")
-    print(json.dumps({**{k: table_[k] for k in keys}, "qt_ms": t["qt"], "classical_ms": t["classical"], "peak_mib": peak / 1024}))
+def elementwise_fn(learner) -> Callable[[], None] | None:
+    """The generated weights' elementwise passes alone, forward and backward: ``learner``'s mapping (a copy) with its
+    network the identity, on fixed probabilities, split into the target's tensors, each given a gradient (as the
+    target's backward gives them). What any generator emitting the target's M weights through QT's rescaling,
+    per-tensor scale and assembly pays: the floor column. None where a basis state emits several weights."""
+    mapping = getattr(learner, "mapping", None)
+    if mapping is None or mapping.chunk != 1:
+        return None
+    identity = copy.deepcopy(mapping)
+    identity.network = lambda x: x[:, None]
+    with torch.no_grad():
+        probs = learner.circuit().detach()
+    probs.requires_grad_(True)
+    sizes = [shape.numel() for _, shape in learner.shapes]
+    grads = [torch.randn(size) for size in sizes]
+
+    def step():
+        probs.grad = None
+        torch.autograd.backward(torch.split(identity(probs), sizes), grads)
+
+    step.probs = probs  # the leaf it differentiates, for a test
+    return step
 
 
-def section_large(repeats: int, rows_: dict[str, list[str]] | None = None, title: str | None = None) -> str:
+def _large_child(overrides: list[str], repeats: int, which: str) -> None:
+    """Runs in a subprocess: prints JSON of one large-target measurement, batch 128: ``which`` = ``qt`` (its step,
+    then the elementwise floor, each timed in a block of its own; peak memory) or ``classical`` (its step). One
+    learner per process, as a run has (docs/performance.md, 2026-12-07: at 20 qubits, K = 2, the QT step took
+    239-296 ms interleaved with the classical one in a process, 190 ms alone, 177-206 ms in the CLI)."""
+    learner = recipe_learner([*overrides, "mode=classical"] if which == "classical" else overrides)
+    out = {"step_ms": median_ms(train_step_fn(learner, 128), repeats, warmup=2)}
+    if which == "qt":
+        floor = elementwise_fn(learner)
+        out["elementwise_ms"] = median_ms(floor, repeats, warmup=2) if floor is not None else None
+        table_ = learner.param_table()
+        out |= {k: table_[k] for k in ("target_weights", "n_qubits", "trainable_params")}
+        out["peak_mib"] = (_status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    print(json.dumps(out))
+
+
+def _child_json(overrides: list[str], repeats: int, threads: int, which: str) -> dict | str:
+    cmd = [sys.executable, "-m", "qt.bench", "--_child-large", json.dumps([which, *overrides]), "--repeats", str(repeats), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        return "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _large_row(overrides: list[str], repeats: int, threads: int, rounds: int = 2) -> dict | str:
+    """One large-target row on ``threads`` threads: QT and classical each in fresh subprocesses, alternating, for
+    ``rounds`` rounds; each figure the median of its processes' medians. Its JSON, or why it failed."""
+    runs: dict[str, list] = {"qt": [], "classical": []}
+    for _ in range(rounds):
+        for which in runs:
+            r = _child_json(overrides, repeats, threads, which)
+            if isinstance(r, str):
+                return r
+            runs[which].append(r)
+    qt = runs["qt"][-1]
+    med = statistics.median
+    floor = [r["elementwise_ms"] for r in runs["qt"] if r["elementwise_ms"] is not None]
+    return {
+        **{k: qt[k] for k in ("target_weights", "n_qubits", "trainable_params")},
+        "qt_ms": med(r["step_ms"] for r in runs["qt"]), "classical_ms": med(r["step_ms"] for r in runs["classical"]),
+        "elementwise_ms": med(floor) if floor else None, "peak_mib": max(r["peak_mib"] for r in runs["qt"]),
+    }  # fmt: skip
+
+
+def section_large(repeats: int, rows_: dict[str, list[str]] | None = None, title: str | None = None, threads: tuple[int, ...] = (1,)) -> str:
+    """Each row in a fresh subprocess per thread count in ``threads`` (the first: the full columns; the others: QT /
+    classical on that many threads)."""
     rows = []
+    extra = [f"QT / classical, {n} threads" for n in threads[1:]]
     for label, overrides in (rows_ or LARGE).items():
-        cmd = [sys.executable, "-m", "qt.bench", "--_child-large", json.dumps(overrides), "--repeats", str(repeats), "--threads", "1"]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        if out.returncode != 0:
-            rows.append([label, "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60], *["-"] * 6])
+        r = _large_row(overrides, repeats, threads[0])
+        if isinstance(r, str):
+            rows.append([label, r, *["-"] * (7 + len(extra))])
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        more = [_large_row(overrides, repeats, n) for n in threads[1:]]
+        floor = f"{(r['classical_ms'] + r['elementwise_ms']) / r['classical_ms']:.2f}" if r.get("elementwise_ms") is not None else "-"
         rows.append([
             label, f"{r['target_weights']:,}", str(r["n_qubits"]), f"{r['trainable_params']:,}", f"{r['qt_ms']:.1f}",
-            f"{r['classical_ms']:.1f}", f"{r['qt_ms'] / r['classical_ms']:.2f}", f"{r['peak_mib']:,.0f}",
+            f"{r['classical_ms']:.1f}", f"{r['qt_ms'] / r['classical_ms']:.2f}", floor,
+            *[m if isinstance(m, str) else f"{m['qt_ms'] / m['classical_ms']:.2f}" for m in more], f"{r['peak_mib']:,.0f}",
         ])  # fmt: skip
-    header = ["experiment=fmnist_large", "target weights", "qubits", "trainable", "QT step ms", "classical ms", "QT / classical", "peak RSS MiB"]
-    title = title or "Large target: training step, batch 128, 1 thread (median ms, interleaved); process peak memory"
+    header = [
+        "experiment=fmnist_large", "target weights", "qubits", "trainable", "QT step ms", "classical ms", "QT / classical",
+        "floor: (classical + elementwise) / classical", *extra, "peak RSS MiB",
+    ]  # fmt: skip
+    title = title or "Large target: training step, batch 128, 1 thread (median ms; QT and classical each in its own processes); process peak memory"
     return table(title, header, rows)
 
 
@@ -412,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         _scaling_child(int(n), ansatz, backend, int(reps))
         return 0
     if args._child_large:
-        _large_child(json.loads(args._child_large), args.repeats)
+        which, *overrides = json.loads(args._child_large)
+        _large_child(overrides, args.repeats, which)
         return 0
     sections = set(args.sections.split(","))
     print(header(args.threads))
@@ -432,6 +500,6 @@ def main(argv: list[str] | None = None) -> int:
     if "large" in sections:
         print(section_large(args.repeats), flush=True)
     if "partitions" in sections:
-        title = "Distributed circuit (circuit.partitions=K): large target at chunk 1, training step, batch 128, 1 thread; process peak memory"
-        print(section_large(args.repeats, PARTITIONS, title), flush=True)
+        title = "Distributed circuit (circuit.partitions=K): large target at chunk 1, training step, batch 128, 1 thread (and 2); process peak memory"
+        print(section_large(args.repeats, PARTITIONS, title, threads=(1, 2)), flush=True)
     return 0
