@@ -196,11 +196,20 @@ def bits_table(n, rows, widths, params, v0, v1, tlo):
 
 
 @_kernel
-def _linear(params, w0, step, fin, src, rows, count, zj):
-    """zj[:count] += sum_k W_k src[k * rows + r], W_k = params[w0 + k * step] (a weight row: step 1; a column of the
-    matrix, for the transposed product: step = its fan-in); four inputs per pass over zj (fewer loads and stores per
-    multiply-add)."""
+def _linear(params, w0, step, fin, src, rows, count, zj, init):
+    """zj[:count] = init + sum_k W_k src[k * rows + r], W_k = params[w0 + k * step] (a weight row: step 1; a column of
+    the matrix, for the transposed product: step = its fan-in); four inputs per pass over zj (fewer loads and
+    stores per multiply-add), the first pass writing what the others add to."""
     k = 0
+    if fin >= 4:
+        a0, a1, a2, a3 = params[w0], params[w0 + step], params[w0 + 2 * step], params[w0 + 3 * step]
+        s0, s1, s2, s3 = src[0:rows], src[rows : 2 * rows], src[2 * rows : 3 * rows], src[3 * rows : 4 * rows]
+        for r in range(count):
+            zj[r] = init + a0 * s0[r] + a1 * s1[r] + a2 * s2[r] + a3 * s3[r]
+        k = 4
+    else:
+        for r in range(count):
+            zj[r] = init
     while k + 4 <= fin:
         a0, a1, a2, a3 = params[w0 + k * step], params[w0 + (k + 1) * step], params[w0 + (k + 2) * step], params[w0 + (k + 3) * step]
         o = k * rows
@@ -218,9 +227,23 @@ def _linear(params, w0, step, fin, src, rows, count, zj):
 
 
 @_kernel
-def _linear2(params, wa, wb, step, fin, src, rows, count, za, zb):
-    """:func:`_linear` for two outputs at once (weights at ``wa`` and ``wb``): each input read once for both."""
+def _linear2(params, wa, wb, step, fin, src, rows, count, za, zb, ia, ib):
+    """:func:`_linear` for two outputs at once (weights at ``wa`` and ``wb``, initial values ia and ib): each input
+    read once for both."""
     k = 0
+    if fin >= 4:
+        a0, a1, a2, a3 = params[wa], params[wa + step], params[wa + 2 * step], params[wa + 3 * step]
+        b0, b1, b2, b3 = params[wb], params[wb + step], params[wb + 2 * step], params[wb + 3 * step]
+        s0, s1, s2, s3 = src[0:rows], src[rows : 2 * rows], src[2 * rows : 3 * rows], src[3 * rows : 4 * rows]
+        for r in range(count):
+            v0, v1, v2, v3 = s0[r], s1[r], s2[r], s3[r]
+            za[r] = ia + a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+            zb[r] = ib + b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+        k = 4
+    else:
+        for r in range(count):
+            za[r] = ia
+            zb[r] = ib
     while k + 4 <= fin:
         a0, a1, a2, a3 = params[wa + k * step], params[wa + (k + 1) * step], params[wa + (k + 2) * step], params[wa + (k + 3) * step]
         b0, b1, b2, b3 = params[wb + k * step], params[wb + (k + 1) * step], params[wb + (k + 2) * step], params[wb + (k + 3) * step]
@@ -290,18 +313,15 @@ def _block_forward(x, start, count, n, rows, widths, woff, boff, params, code, v
         for k in range(fin):
             o = src + k * rows
             _activate(z[o : o + rows], h[o : o + rows], count, code)
-        for j in range(fout):
-            zj = z[zoff[l] + j * rows : zoff[l] + (j + 1) * rows]
-            b = params[boff[l] + j]
-            for r in range(count):
-                zj[r] = b
         j = 0
         while j + 2 <= fout:
             za, zb = z[zoff[l] + j * rows : zoff[l] + (j + 1) * rows], z[zoff[l] + (j + 1) * rows : zoff[l] + (j + 2) * rows]
-            _linear2(params, woff[l] + j * fin, woff[l] + (j + 1) * fin, 1, fin, h[src : src + fin * rows], rows, count, za, zb)
+            wa, bj = woff[l] + j * fin, boff[l] + j
+            _linear2(params, wa, wa + fin, 1, fin, h[src : src + fin * rows], rows, count, za, zb, params[bj], params[bj + 1])
             j += 2
         if j < fout:
-            _linear(params, woff[l] + j * fin, 1, fin, h[src : src + fin * rows], rows, count, z[zoff[l] + j * rows : zoff[l] + (j + 1) * rows])
+            zj = z[zoff[l] + j * rows : zoff[l] + (j + 1) * rows]
+            _linear(params, woff[l] + j * fin, 1, fin, h[src : src + fin * rows], rows, count, zj, params[boff[l] + j])
 
 
 @_kernel
@@ -354,16 +374,14 @@ def _hidden_backward(fin, fout, src, dst, wat, bat, params, rows, count, code, z
             sb += dj[r]
         mine[bat + j] += sb
         _outer(dj, h[src : src + fin * rows], fin, rows, count, mine, wat + j * fin)
-    below = d[src : src + fin * rows]
-    for r in range(fin * rows):
-        below[r] = 0
+    below, zero = d[src : src + fin * rows], d.dtype.type(0)
     k = 0
     while k + 2 <= fin:
         dka, dkb = below[k * rows : (k + 1) * rows], below[(k + 1) * rows : (k + 2) * rows]
-        _linear2(params, wat + k, wat + k + 1, fin, fout, d[dst : dst + fout * rows], rows, count, dka, dkb)
+        _linear2(params, wat + k, wat + k + 1, fin, fout, d[dst : dst + fout * rows], rows, count, dka, dkb, zero, zero)
         k += 2
     if k < fin:
-        _linear(params, wat + k, fin, fout, d[dst : dst + fout * rows], rows, count, below[k * rows : (k + 1) * rows])
+        _linear(params, wat + k, fin, fout, d[dst : dst + fout * rows], rows, count, below[k * rows : (k + 1) * rows], zero)
     for k in range(fin):
         o = src + k * rows
         _activate_grad(z[o : o + rows], h[o : o + rows], d[o : o + rows], count, code)
