@@ -462,7 +462,7 @@ def mlp_reduce(n, rows, widths, v0, v1, acc, table, dparams):
             dparams[woff[0] + j * fan + q] += s
 
 
-_POOL: list = []
+_POOL: list = []  # [(pid, executor)]
 #: rows per thread from which a second thread pays (docs/performance.md, "The fused mapping": below, a woken pool
 #: thread costs more than it saves on this machine)
 THREAD_ROWS = 2**18
@@ -478,10 +478,10 @@ def _spread(kernel, groups: int, n_rows: int, *args) -> None:
     if threads == 1:
         kernel(*args, 0, groups, groups)
         return
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="qt-mapping"))
+    if not _POOL or _POOL[0][0] != os.getpid():  # none yet, or made before a fork: its threads are not in this process
+        _POOL[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="qt-mapping"))]
     bounds = [groups * t // threads for t in range(threads + 1)]
-    futures = [_POOL[0].submit(kernel, *args, bounds[t], bounds[t + 1], groups) for t in range(1, threads)]
+    futures = [_POOL[0][1].submit(kernel, *args, bounds[t], bounds[t + 1], groups) for t in range(1, threads)]
     kernel(*args, bounds[0], bounds[1], groups)
     for f in futures:
         f.result()

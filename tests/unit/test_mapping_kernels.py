@@ -120,3 +120,30 @@ def test_memory_estimate_counts_no_activations_for_the_fused_mapping():
     assert fused == 2**20 * 4 * 4  # x, its gradient, the output and its gradient
     assert layers == 2**20 * (21 + 40 + 1) * 4 * 3
     assert mapping_size(mlp, 10, 64, "cpu")[1] == mapping_size(mlp, 10, 64, "cuda")[1]  # wide chunks: torch's layers
+
+
+def test_a_forked_process_gets_its_own_threads(monkeypatch):
+    """A pool made before a fork has no threads in the child: the child makes its own (else its work would wait forever)."""
+    import multiprocessing
+
+    monkeypatch.setattr(k, "THREAD_ROWS", 1000)
+    rng = np.random.default_rng(1)
+    n, widths = 14, np.array([15, 8, 1])
+    params = rng.standard_normal(8 * 16 + 9).astype(np.float32)
+    x = rng.random(10_000).astype(np.float32)
+    spec = (n, widths, params, 0, np.float32(0), np.float32(1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = k.mlp_apply(x, *spec)  # the pool now exists in this process
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_apply_in_child, (x, spec)).get(timeout=60)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(got, expected)
+
+
+def _apply_in_child(x, spec):
+    torch.set_num_threads(2)
+    return k.mlp_apply(x, *spec)
