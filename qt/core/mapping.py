@@ -98,8 +98,8 @@ class MappingModel(nn.Module):
 
     def fused(self, n_qubits: int, values: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` on the rows [bits(i), x_i] of the basis states i < len(x), a bit entering as ``values[bit]``,
-        on CPU in one compiled pass per direction over blocks of rows (:func:`qt.core.mapping_kernels.mlp_forward`,
-        ``mlp_backward``): nothing is kept between them, and the values are :meth:`forward`'s to rounding."""
+        on CPU in one compiled pass per direction over blocks of rows (:func:`qt.core.mapping_kernels.mlp_apply`,
+        ``mlp_gradients``): nothing is kept between them, and the values are :meth:`forward`'s to rounding."""
         params = [t for m in self.net if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
         return _FusedMLP.apply(x, n_qubits, values, self.activation, *params)
 
