@@ -14,7 +14,7 @@ sigma_t = sqrt(var_t + eps) and out = z a_t + offset_t, a_t = gain_t / sigma_t,
     dL/dz      = a_t g - (gain_t sum_t g z / sigma_t^3) z / n_t,
     dL/dw      = P^T dL/dz   (column centring, then unit centring).
 
-Kernels are cached on disk as :mod:`qt.core.quantum.fused_kernels`' are (same settings).
+Kernels are cached on disk as :mod:`qt.core.quantum.backends.fused_kernels`' are (same settings).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from qt.core.quantum.fused_kernels import CACHE
+from qt.core.quantum.backends.fused_kernels import CACHE
 
 
 def _kernel(fn):
@@ -520,7 +520,7 @@ _WARM: set = set()
 
 def warm_mlp(dtype: np.dtype) -> None:
     """Load (or compile) the MLP kernels for ``dtype`` now, once per process: before training, not in its first step
-    (as :func:`qt.core.quantum.fused_backend.warm_kernels`)."""
+    (as :func:`qt.core.quantum.backends.fused.warm_kernels`)."""
     dtype = np.dtype(dtype)
     if dtype in _WARM:
         return

@@ -6,7 +6,7 @@ Counted (float32 unless the circuit's dtype says otherwise):
 * the target: its parameters; trained directly, their gradients and the optimizer's state; run
   by QT, the generated weights and their gradients; its activations for a training batch
   (kept for backward, and their gradients) and for an evaluation batch;
-* the circuit: its simulation (state and what autograd keeps, :func:`estimate_memory_bytes`)
+* the circuit: its simulation (state and what autograd keeps, ``QuantumCircuit.memory_bytes``: its backend's own)
   and its angles with gradients and optimizer state;
 * the mapping: its parameters with gradients and optimizer state, and its activations over
   every basis state (:func:`~qt.core.mapping.mapping_size`).
@@ -27,7 +27,8 @@ from torch import nn
 
 from qt.core.mapping import mapping_size, qubits_for
 from qt.core.quantum.ansatz import build_ansatz
-from qt.core.quantum.circuit import estimate_memory_bytes, resolve_backend
+from qt.core.quantum.backends import check_device, resolve
+from qt.core.quantum.circuit import QuantumCircuit
 from qt.core.targets import count_weights
 from qt.core.checks import CLI, Keys
 from qt.errors import ConfigError
@@ -102,15 +103,16 @@ def target_bytes(n_weights: int, per_image: int, batch: int, eval_batch: int, sl
 
 def circuit_bytes(circuit: dict, n_qubits: int, slots: int, device: torch.device) -> dict[str, int]:
     """The circuit's part of a QT run (``circuit``: the circuit group's settings): its simulation, its angles with
-    their gradients and optimizer state."""
-    circuit = {k: v for k, v in circuit.items() if k != "_target_"}
-    circuit["backend"] = resolve_backend(circuit.get("backend", "auto"), device)
+    their gradients and optimizer state; a one-line error when its backend does not run on ``device``."""
+    circuit = {k: v for k, v in circuit.items() if not k.startswith("_")}  # _target_ and Hydra's other flags
+    check_device(circuit.get("backend", "auto"), device)
+    circuit["backend"] = resolve(circuit.get("backend", "auto"), device)
     angles = build_ansatz(
         circuit.get("rotation", "RY"), circuit.get("entangler", "CNOT"), circuit.get("layout", "chain"), n_qubits,
         circuit.get("n_blocks", 1), entangle=bool(circuit.get("entangle", True)), partitions=circuit.get("partitions", 1),
     ).n_params  # fmt: skip
     return {
-        "circuit simulation": estimate_memory_bytes(n_qubits=n_qubits, **circuit),
+        "circuit simulation": QuantumCircuit.memory_bytes(n_qubits=n_qubits, **circuit),
         "circuit angles": (8 if circuit.get("dtype") == "float64" else 4) * angles * (2 + slots),
     }
 

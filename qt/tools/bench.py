@@ -60,7 +60,6 @@ from qt.training.loop import Trainer
 from qt.training.state import TrainerConfig
 from qt.training.losses import CrossEntropy
 from qt.core.quantum import QuantumCircuit
-from qt.core.quantum.pennylane_backend import PennyLaneBackend
 
 ANSATZE = {"ry_cnot": ("RY", "CNOT", "chain"), "u3": ("U3", "CU3", "ring")}
 #: the training-step recipes: name -> Hydra overrides of conf/train.yaml
@@ -116,24 +115,14 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: i
 def circuit_step(n_qubits: int, n_blocks: int, ansatz: str, backend: str) -> Callable[[], None]:
     """One probabilities + gradient evaluation of sum(w * p); float32 for qt's backends, float64 for PennyLane."""
     torch.manual_seed(0)
-    ours = backend in ("fused", "torch")
-    circuit = QuantumCircuit(
-        n_qubits, n_blocks, *ANSATZE[ansatz], backend=backend if ours else "torch", dtype="float32" if ours else "float64"
-    )
+    dtype = "float32" if backend in ("fused", "torch") else "float64"  # PennyLane simulates in complex128 either way
+    circuit = QuantumCircuit(n_qubits, n_blocks, *ANSATZE[ansatz], backend=backend, dtype=dtype)
     w = torch.randn(2**n_qubits, dtype=circuit.dtype)
-    if ours:
-        probs = circuit
-    else:
-        sim = PennyLaneBackend(circuit.ansatz, backend)
-        angles = list(circuit.angles)
-
-        def probs():
-            return sim.probs(angles)
 
     def step():
         for p in circuit.parameters():
             p.grad = None
-        (probs() * w).sum().backward()
+        (circuit() * w).sum().backward()
 
     return step
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from qt.core.quantum import QuantumCircuit, build_ansatz
-from qt.core.quantum.circuit import estimate_memory_bytes
-from qt.core.quantum.pennylane_backend import PennyLaneBackend
-from qt.core.quantum.torch_backend import Cross, Local, Perm, TorchStatevector, compile_block, partitions
+from qt.core.quantum.backends.pennylane_devices import PennyLaneBackend
+from qt.core.quantum.backends.torch_statevector import Cross, Local, Perm, TorchStatevector, compile_block, partitions
 
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain")]
@@ -111,11 +110,11 @@ def test_frozen_circuit_has_no_trainable_angles():
 
 
 def test_memory_estimate_grows_with_qubits():
-    small = estimate_memory_bytes(13, 16, "U3", "CU3", "ring")
-    large = estimate_memory_bytes(20, 16, "U3", "CU3", "ring")
+    small = QuantumCircuit.memory_bytes(13, 16, "U3", "CU3", "ring")
+    large = QuantumCircuit.memory_bytes(20, 16, "U3", "CU3", "ring")
     assert large > 100 * small
     for backend in ("fused", "torch"):
-        ratio = estimate_memory_bytes(13, 16, backend=backend, dtype="float64") / estimate_memory_bytes(13, 16, backend=backend)
+        ratio = QuantumCircuit.memory_bytes(13, 16, backend=backend, dtype="float64") / QuantumCircuit.memory_bytes(13, 16, backend=backend)
         assert math.isclose(ratio, 2.0)
 
 

@@ -6,8 +6,8 @@ import torch
 from qt.core.mapping import MPS, MPSMapping, TensorScale, basis_bits, mapping_size, rescale_probs
 from qt.core.quantum import QuantumCircuit, build_ansatz
 from qt.core.quantum.ansatz import entangler_pairs, group_sizes
-from qt.core.quantum.circuit import Partitioned, estimate_memory_bytes
-from qt.core.quantum.pennylane_backend import PennyLaneBackend
+from qt.core.quantum.backends import Partitioned
+from qt.core.quantum.backends.pennylane_devices import PennyLaneBackend
 from qt.errors import ConfigError
 
 
@@ -71,7 +71,7 @@ def test_n_partitions_is_a_product_state_and_too_many_are_refused():
     assert torch.allclose(c(), expected, atol=1e-12)
     with pytest.raises(ConfigError, match="circuit.partitions=5 but the circuit has 4 qubits"):
         QuantumCircuit(4, 1, partitions=5)
-    assert estimate_memory_bytes(20, 16, partitions=2) < estimate_memory_bytes(20, 16) / 2  # two 10-qubit states, then 2^20 products
+    assert QuantumCircuit.memory_bytes(20, 16, partitions=2) < QuantumCircuit.memory_bytes(20, 16) / 2  # two 10-qubit states, then 2^20 products
 
 
 def test_mps_is_the_contraction_of_its_tensors():

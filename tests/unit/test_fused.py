@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from qt.core.quantum import QuantumCircuit, build_ansatz
-from qt.core.quantum.circuit import ByDevice, make_simulator
+from qt.core.quantum.backends import ByDevice, Options, simulator
 from qt.core.quantum.shots import sample_probs
 from qt.core.quantum.ansatz import cnot_permutation
-from qt.core.quantum.fused_backend import FusedStatevector, compile_program
-from qt.core.quantum.pennylane_backend import PennyLaneBackend
-from qt.core.quantum.torch_backend import TorchStatevector
+from qt.core.quantum.backends.fused import FusedStatevector, compile_program
+from qt.core.quantum.backends.pennylane_devices import PennyLaneBackend
+from qt.core.quantum.backends.torch_statevector import TorchStatevector
 
 
 ANSATZE = [("RY", "CNOT", "chain"), ("U3", "CU3", "ring"), ("RY", "CNOT", "ring"), ("U3", "CU3", "chain"), ("RY", "CU3", "ring"), ("U3", "CNOT", "chain")]
@@ -114,8 +114,8 @@ def test_rotation_layers_without_entanglement_keep_every_layer():
 def test_planned_layouts_keep_gates_off_the_slow_bits(rotation, entangler, layout):
     """From 10 qubits the program moves wires between two layouts: RY+CNOT runs no gate on index bits 0-4,
     U3+CU3 ring at most one a block; probabilities and gradients stay the unplanned program's (1e-12)."""
-    from qt.core.quantum import fused_kernels
-    from qt.core.quantum.fused_backend import SLOW_BITS, plan_program
+    from qt.core.quantum.backends import fused_kernels
+    from qt.core.quantum.backends.fused import SLOW_BITS, plan_program
 
     assert 1 << SLOW_BITS == fused_kernels.PAIR_RUN  # the bits the plan avoids are those a paired pass cannot take
 
@@ -146,7 +146,7 @@ def test_kept_states_are_reused_only_once_their_graph_is_freed():
 
 def test_saved_states_stay_within_their_budget(monkeypatch):
     """Above SAVED_STATES_BYTES the states are not kept: the backward un-applies the state instead (same results)."""
-    from qt.core.quantum import fused_backend
+    from qt.core.quantum.backends import fused as fused_backend
 
     a, angles, w = random_case("RY", "CNOT", "chain", 8, 6, seed=3)
     monkeypatch.setattr(fused_backend, "SAVED_STATES_BYTES", 6 * 2**8 * 8 - 1)
@@ -187,7 +187,7 @@ def test_auto_backend_is_fused_on_cpu_and_frozen_and_shots_work():
 
 def test_shots_gradient_is_the_exact_gradient():
     a, angles, w = random_case("RY", "CNOT", "chain", 5, 2)
-    sim = make_simulator(a, "fused", torch.float64)
+    sim = simulator(a, "fused", Options(dtype=torch.float64))
     x = [t.clone().requires_grad_(True) for t in angles]
     (sample_probs(sim.probs(x), 50) * w).sum().backward()
     _, exact = probs_and_grads(sim, angles, w)

@@ -9,7 +9,9 @@ import torch
 from qt.core.quantum import QuantumCircuit, build_ansatz
 from qt.core.quantum.gradients import executions_per_step, shift_terms
 from qt.core.quantum.shots import sample_frequencies
-from qt.core.quantum.noise import DensityMatrix, FusedTrajectories, NoiseContext, NoiseModel, apply_readout
+from qt.core.quantum.backends.density import DensityMatrix
+from qt.core.quantum.backends.trajectories import FusedTrajectories
+from qt.core.quantum.noise import NoiseContext, NoiseModel, apply_readout
 from qt.errors import ConfigError
 
 

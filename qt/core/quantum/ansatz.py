@@ -8,9 +8,11 @@ A block is an ordered tuple of layers:
   (control, target) pair of a layout (``chain``: 0-1, 1-2, ..., ``ring``: chain + (n-1)-0),
   one pair after the other.
 
-Backends (:mod:`qt.core.quantum.torch_backend`, :mod:`qt.core.quantum.pennylane_backend`) only
-interpret this description, so both simulate exactly the same circuit. Wire 0 is the most
-significant bit of a basis-state index, as in PennyLane.
+The one gate encoding every simulator compiles from is :meth:`Ansatz.ops`: each gate application
+in program order, as an :class:`Op` (its gate's name in :data:`GATES`, wires, block, and where its
+angles are). The backends (:mod:`qt.core.quantum.backends`) only interpret that list, so all of
+them simulate exactly the same circuit. Wire 0 is the most significant bit of a basis-state
+index, as in PennyLane.
 
 The two presets in ``conf/circuit/``:
 
@@ -38,8 +40,24 @@ import numpy as np
 from qt.core.checks import whole
 from qt.errors import ConfigError
 
-#: number of angles per gate application
-GATE_PARAMS = {"RY": 1, "U3": 3, "CNOT": 0, "CU3": 3}
+
+@dataclass(frozen=True)
+class GateKind:
+    """What a simulator needs to know of a gate besides its matrix (:mod:`qt.core.quantum.gates` has those)."""
+
+    wires: int  # qubits it acts on: (target,) or (control, target)
+    params: int  # angles per application
+    real: bool  # its matrix is real, so a state it acts on stays real
+    permutation: bool = False  # a constant gate that permutes basis states (a run of them is one gather of the state)
+
+
+#: every gate an ansatz may hold
+GATES = {
+    "RY": GateKind(wires=1, params=1, real=True),
+    "U3": GateKind(wires=1, params=3, real=False),
+    "CNOT": GateKind(wires=2, params=0, real=True, permutation=True),
+    "CU3": GateKind(wires=2, params=3, real=False),
+}
 ROTATIONS = ("RY", "U3")
 ENTANGLERS = ("CNOT", "CU3")
 LAYOUTS = ("chain", "ring")
@@ -56,11 +74,37 @@ class Layer:
 
     @property
     def params_per_gate(self) -> int:
-        return GATE_PARAMS[self.gate]
+        return GATES[self.gate].params
 
     @property
     def n_params(self) -> int:
         return self.params_per_gate * len(self.wires)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One gate application, in program order: the encoding every backend compiles from (:meth:`Ansatz.ops`).
+
+    Its angles are ``angles[tensor][block, index]`` in the ansatz's angle tensors (:meth:`Ansatz.angle_shapes`),
+    or ``flat[offset : offset + params]`` in those tensors flattened and concatenated; ``tensor`` is -1 for
+    a gate without angles. ``layer`` is its layer's index in the block.
+    """
+
+    gate: str
+    wires: tuple[int, ...]
+    block: int
+    layer: int
+    index: int
+    tensor: int
+    offset: int
+
+    @property
+    def kind(self) -> GateKind:
+        return GATES[self.gate]
+
+    def angles_in(self, angles: list):
+        """This gate's angles (a vector of ``params``) in the ansatz's angle tensors; ``None`` for a gate without."""
+        return angles[self.tensor][self.block, self.index] if self.tensor >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -93,7 +137,22 @@ class Ansatz:
     @property
     def is_real(self) -> bool:
         """True when every gate is real, so the state vector stays real."""
-        return all(layer.gate in ("RY", "CNOT") for layer in self.block)
+        return all(GATES[layer.gate].real for layer in self.block)
+
+    def ops(self, blocks: int | None = None) -> list[Op]:
+        """Every gate application in program order (block by block, layer by layer, gate by gate); ``blocks``: the first ones only."""
+        tensor, start, offset = {}, {}, 0
+        for li, layer in enumerate(self.block):
+            if layer.n_params:
+                tensor[li], start[li] = len(tensor), offset
+                offset += self.n_blocks * layer.n_params
+        out = []
+        for b in range(self.n_blocks if blocks is None else blocks):
+            for li, layer in enumerate(self.block):
+                for j, wires in enumerate(layer.wires):
+                    off = start[li] + (b * len(layer.wires) + j) * layer.params_per_gate if layer.n_params else 0
+                    out.append(Op(layer.gate, tuple(wires), b, li, j, tensor.get(li, -1), off))
+        return out
 
     def parts(self) -> list[tuple[Ansatz, list[slice]]]:
         """Per sub-circuit (``groups``): its ansatz on its own wires (renumbered from 0) and, per
@@ -168,7 +227,7 @@ def build_ansatz(
     pairs = entangler_pairs(n_qubits, layout)
     if entangle:
         second: tuple[Layer, ...] = (Layer(entangler, pairs),)
-    elif GATE_PARAMS[entangler]:  # a parameterised entangler keeps its angles on its target wire
+    elif GATES[entangler].params:  # a parameterised entangler keeps its angles on its target wire
         second = (Layer(UNCONTROLLED[entangler], tuple((t,) for _, t in pairs)),)
     else:
         second = ()

@@ -72,17 +72,14 @@ def check_gradient(name: str) -> str:
 
 def shift_terms(ansatz: Ansatz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(angle index, shift, coefficient) of every term of every angle's shift rule (flat angle order, module docstring)."""
-    index, shift, coeff, offset = [], [], [], 0
-    for layer in ansatz.param_layers:
-        per = layer.params_per_gate
-        for i in range(ansatz.n_blocks * len(layer.wires) * per):
-            rule = FOUR_TERM if layer.gate == "CU3" and i % per == 0 else TWO_TERM
-            for s, c in rule:
-                index.append(offset + i)
+    index, shift, coeff = [], [], []
+    for op in sorted((op for op in ansatz.ops() if op.kind.params), key=lambda op: op.offset):
+        for k in range(op.kind.params):
+            for s, c in FOUR_TERM if op.gate == "CU3" and k == 0 else TWO_TERM:  # a CU3's theta: a controlled RY
+                index.append(op.offset + k)
                 shift.append(s)
                 coeff.append(c)
-        offset += ansatz.n_blocks * layer.n_params
-    return np.array(index), np.array(shift), np.array(coeff)
+    return np.array(index, dtype=np.int64), np.array(shift), np.array(coeff)
 
 
 def executions_per_step(gradient: str, ansatz: Ansatz, spsa: SPSASettings | None = None) -> int:

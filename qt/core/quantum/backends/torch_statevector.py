@@ -1,7 +1,7 @@
 """Native torch state-vector simulator for :class:`~qt.core.quantum.ansatz.Ansatz` circuits.
 
 The backend for CUDA (``circuit.backend=auto`` picks it there) and a reference for the
-fused CPU backend (:mod:`qt.core.quantum.fused_backend`), which is faster on CPU.
+fused CPU backend (:mod:`qt.core.quantum.backends.fused`), which is faster on CPU.
 
 The circuit has no data input, so it is simulated once per optimizer step, and the cost
 is per-op dispatch (forward and backward), not arithmetic. The simulator therefore
@@ -31,9 +31,7 @@ import numpy as np
 import torch
 
 from qt.core.quantum import gates
-from qt.core.quantum.ansatz import Ansatz, cnot_permutation
-
-_CNOT = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.float64)
+from qt.core.quantum.ansatz import GATES, Ansatz, Op, cnot_permutation
 
 
 def default_group_size(n_qubits: int) -> int:
@@ -96,37 +94,30 @@ def apply_2q(x: torch.Tensor, m: torch.Tensor, control: int, target: int, k: int
 
 
 @dataclass
-class Gate:
-    layer: int  # index into ansatz.block
-    index: int  # gate within the layer
-    qubits: tuple[int, ...]
-
-
-@dataclass
 class Local:
     """Operator of one partition: the product of its gates, in order."""
 
     part: int
-    gates: list[Gate] = field(default_factory=list)
+    gates: list[Op] = field(default_factory=list)
 
 
 @dataclass
 class Cross:
     """A parameterised gate across partitions, applied to the state."""
 
-    gate: Gate
+    gate: Op
 
 
 @dataclass
 class Perm:
     """A run of constant permutation gates (CNOTs), composed into one index permutation of the state."""
 
-    gates: list[Gate] = field(default_factory=list)
+    gates: list[Op] = field(default_factory=list)
 
 
-def permutation(n_qubits: int, gates_: list[Gate]) -> torch.Tensor:
+def permutation(n_qubits: int, gates_: list[Op]) -> torch.Tensor:
     """Index permutation P with ``state[P]`` = the state after the CNOTs, applied in order."""
-    return torch.from_numpy(cnot_permutation(n_qubits, [g.qubits for g in gates_]).astype(np.int64))
+    return torch.from_numpy(cnot_permutation(n_qubits, [g.wires for g in gates_]).astype(np.int64))
 
 
 class _Permute(torch.autograd.Function):
@@ -161,20 +152,18 @@ def compile_block(ansatz: Ansatz, parts: list[tuple[int, int]]) -> list[Local | 
             if p in pending:
                 steps.append(pending.pop(p))
 
-    for li, layer in enumerate(ansatz.block):
-        for gi, wires in enumerate(layer.wires):
-            gate = Gate(li, gi, tuple(wires))
-            touched = {owner[q] for q in wires}
-            if layer.gate == "CNOT":
-                flush(list(pending))
-                if not (steps and isinstance(steps[-1], Perm)):
-                    steps.append(Perm())
-                steps[-1].gates.append(gate)
-            elif len(touched) == 1:
-                pending.setdefault(touched.pop(), Local(owner[wires[0]])).gates.append(gate)
-            else:
-                flush(touched)
-                steps.append(Cross(gate))
+    for gate in ansatz.ops(blocks=1):  # every block is the same, with its own angles
+        touched = {owner[q] for q in gate.wires}
+        if gate.kind.permutation:
+            flush(list(pending))
+            if not (steps and isinstance(steps[-1], Perm)):
+                steps.append(Perm())
+            steps[-1].gates.append(gate)
+        elif len(touched) == 1:
+            pending.setdefault(touched.pop(), Local(owner[gate.wires[0]])).gates.append(gate)
+        else:
+            flush(touched)
+            steps.append(Cross(gate))
     flush(list(pending))
     return steps
 
@@ -207,23 +196,13 @@ class TorchStatevector:
         return self._perms[key]
 
     # -- building operators (batched over blocks) ----------------------------------------
-    def _gate_matrices(self, angles: list[torch.Tensor], device: torch.device) -> list[tuple[torch.Tensor, ...] | None]:
+    def _gate_matrices(self, angles: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...] | None]:
         """Per layer, per gate: (B, 2, 2) or (B, 4, 4) matrices in the state dtype."""
-        out: list[torch.Tensor | None] = []
-        angle_iter = iter(angles)
-        b = self.ansatz.n_blocks
-        for layer in self.ansatz.block:
-            if not layer.wires:
-                out.append(None)
-            elif layer.gate in ("RY", "U3"):
-                out.append(gates.one_qubit(layer.gate, next(angle_iter), self.complex_dtype).to(self.state_dtype))
-            elif layer.gate == "CNOT":
-                out.append(_CNOT.to(device=device, dtype=self.state_dtype).expand(b, len(layer.wires), 4, 4))
-            else:  # CU3 = blockdiag(I, U3)
-                u = gates.one_qubit("CU3", next(angle_iter), self.complex_dtype)
-                eye = torch.eye(2, dtype=self.complex_dtype, device=device).expand_as(u)
-                zero = torch.zeros_like(u)
-                out.append(torch.cat([torch.cat([eye, zero], -1), torch.cat([zero, u], -1)], -2))
+        angle_iter = iter(angles)  # one tensor per layer with angles; permutation gates (CNOTs) run as gathers
+        out = [
+            gates.matrix(layer.gate, next(angle_iter), self.complex_dtype).to(self.state_dtype) if layer.n_params else None
+            for layer in self.ansatz.block
+        ]
         # one unbind per layer: selecting gate by gate would cost a full-size zero-fill each in backward
         return [None if m is None else torch.unbind(m, dim=1) for m in out]
 
@@ -232,9 +211,9 @@ class TorchStatevector:
         start, k = self.parts[local.part]
         gates_ = list(local.gates)
         ones: dict[int, torch.Tensor] = {}
-        while gates_ and len(gates_[0].qubits) == 1 and gates_[0].qubits[0] not in ones:
+        while gates_ and len(gates_[0].wires) == 1 and gates_[0].wires[0] not in ones:
             g = gates_.pop(0)
-            ones[g.qubits[0]] = mats[g.layer][g.index]
+            ones[g.wires[0]] = mats[g.layer][g.index]
         b = self.ansatz.n_blocks
         eye = torch.eye(2, dtype=self.state_dtype, device=mats_device(mats)).expand(b, 2, 2)
         op = kron(
@@ -242,10 +221,10 @@ class TorchStatevector:
         )
         for g in gates_:
             m = mats[g.layer][g.index]
-            if len(g.qubits) == 1:
-                op = apply_1q(op, m, g.qubits[0] - start, k)
+            if len(g.wires) == 1:
+                op = apply_1q(op, m, g.wires[0] - start, k)
             else:
-                op = apply_2q(op, m, g.qubits[0] - start, g.qubits[1] - start, k)
+                op = apply_2q(op, m, g.wires[0] - start, g.wires[1] - start, k)
         return op
 
     # -- running on the state -------------------------------------------------------------
@@ -273,7 +252,7 @@ class TorchStatevector:
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         """Probabilities of all 2^n basis states; ``angles`` as :meth:`Ansatz.angle_shapes`."""
         device = angles[0].device if angles else torch.device("cpu")
-        mats = self._gate_matrices(angles, device)
+        mats = self._gate_matrices(angles)
         ops = {i: self._operator(s, mats) for i, s in enumerate(self.steps) if isinstance(s, Local)}
         # merged[p][b] = leading op of block b+1 (on partition p) after trailing op of block b
         merged = {p: torch.unbind(ops[self.leading[p]][1:] @ ops[self.trailing[p]][:-1]) for p in self.merge}
@@ -300,7 +279,7 @@ class TorchStatevector:
                     state = _Permute.apply(state, *self._perm(i, device))
                 else:
                     g = step.gate
-                    state = apply_2q(state.view(1, -1, 1), cross[i][b], g.qubits[0], g.qubits[1], self.n).reshape(-1)
+                    state = apply_2q(state.view(1, -1, 1), cross[i][b], g.wires[0], g.wires[1], self.n).reshape(-1)
         if state.is_complex():
             return torch.view_as_real(state).pow(2).sum(-1)
         return state**2
@@ -308,3 +287,16 @@ class TorchStatevector:
 
 def mats_device(mats: list[tuple[torch.Tensor, ...] | None]) -> torch.device:
     return next(m[0].device for m in mats if m is not None)
+
+
+def memory_bytes(ansatz: Ansatz, wide: int = 1, group_size: int | None = None) -> int:
+    """Peak memory of one differentiable simulation: the states autograd keeps, one per partition operator, crossing
+    gate and permutation run of every block (``wide``: 2 for float64)."""
+    n = ansatz.n_qubits
+    itemsize = (4 if ansatz.is_real else 8) * wide
+    n_groups = math.ceil(n / (group_size or default_group_size(n)))
+    per_block = sum(
+        n_groups if GATES[layer.gate].wires == 1 else (1 if GATES[layer.gate].permutation else len(layer.wires))
+        for layer in ansatz.block
+    )
+    return int(2**n * itemsize * (ansatz.n_blocks * per_block + 2) * 1.5)

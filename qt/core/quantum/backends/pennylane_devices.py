@@ -20,25 +20,26 @@ from qt.core.quantum.ansatz import Ansatz
 DEVICES = ("default.qubit", "lightning.qubit")
 
 
+def _operation(qml, gate: str, a, wires: tuple[int, ...]) -> None:
+    """Queue one gate of :data:`qt.core.quantum.ansatz.GATES` as PennyLane's operation (``a``: its angles)."""
+    if gate == "RY":
+        qml.RY(a[0], wires=wires[0])
+    elif gate == "U3":
+        qml.U3(a[0], a[1], a[2], wires=wires[0])
+    elif gate == "CNOT":
+        qml.CNOT(wires=list(wires))
+    elif gate == "CU3":
+        qml.ctrl(qml.U3(a[0], a[1], a[2], wires=wires[1]), control=wires[0])
+    else:  # pragma: no cover - a gate added to GATES without its PennyLane operation
+        raise ValueError(f"no PennyLane operation for gate {gate}")
+
+
 def apply_ansatz(ansatz: Ansatz, angles: list[torch.Tensor]) -> None:
-    """Queue the ansatz's gates on the active PennyLane tape."""
+    """Queue the ansatz's gates (:meth:`Ansatz.ops`) on the active PennyLane tape."""
     import pennylane as qml
 
-    for b in range(ansatz.n_blocks):
-        angle_iter = iter(angles)
-        for layer in ansatz.block:
-            a = next(angle_iter)[b] if layer.n_params else None
-            for j, wires in enumerate(layer.wires):
-                if layer.gate == "RY":
-                    qml.RY(a[j, 0], wires=wires[0])
-                elif layer.gate == "U3":
-                    qml.U3(a[j, 0], a[j, 1], a[j, 2], wires=wires[0])
-                elif layer.gate == "CNOT":
-                    qml.CNOT(wires=list(wires))
-                elif layer.gate == "CU3":
-                    qml.ctrl(qml.U3(a[j, 0], a[j, 1], a[j, 2], wires=wires[1]), control=wires[0])
-                else:  # pragma: no cover - guarded by build_ansatz
-                    raise ValueError(layer.gate)
+    for op in ansatz.ops():
+        _operation(qml, op.gate, op.angles_in(angles), op.wires)
 
 
 class _LightningProbs(torch.autograd.Function):
@@ -95,3 +96,13 @@ class PennyLaneBackend:
         if self.device_name == "default.qubit":
             return self._probs_qnode(list(angles))
         return _LightningProbs.apply(self, *angles)
+
+
+def memory_bytes(ansatz: Ansatz, device_name: str) -> int:
+    """Peak memory of one differentiable simulation (complex128 states): backprop keeps the state after every gate;
+    Lightning's adjoint the forward state, bra and ket, observable and probabilities."""
+    if device_name == "default.qubit":
+        kept = ansatz.n_blocks * sum(max(len(layer.wires), 1) for layer in ansatz.block) + 2
+    else:
+        kept = 6
+    return int(2**ansatz.n_qubits * 16 * kept * 1.5)

@@ -11,10 +11,10 @@ A circuit reaches these kernels as a *program*: an int64 array of ops, one row e
   index permutation, ``state <- state[perm]``;
 * ``FIXED`` (stride_a = target, param_offset = row of the matrix table ``mats``): a fixed
   real 2x2 matrix with no angle, invertible but not necessarily unitary (the Pauli errors and
-  amplitude-damping operators of a noise trajectory, :mod:`qt.core.quantum.noise`). A ``mats``
+  amplitude-damping operators of a noise trajectory, :mod:`qt.core.quantum.backends.trajectories`). A ``mats``
   row holds 16 reals: the matrix and its inverse, each as 8 reals (2x2 complex, row-major).
 * ``LAYER`` (real state only; stride_a = row of the layer table ``layers``): consecutive RYs
-  on distinct wires, as :func:`qt.core.quantum.fused_backend.group_layers` finds them. A
+  on distinct wires, as :func:`qt.core.quantum.backends.fused.group_layers` finds them. A
   ``layers`` row is (count, stride, offset, stride, offset, ...), strides descending. They
   commute, so the forward applies them two per pass over the state where runs are long
   (:data:`PAIR_RUN`), and the backward takes every gradient from the state and adjoint

@@ -1,6 +1,6 @@
 """Fused CPU simulation of :class:`~qt.core.quantum.ansatz.Ansatz` circuits (``circuit.backend=fused``).
 
-The whole circuit is one compiled call (:mod:`qt.core.quantum.fused_kernels`) and so is its
+The whole circuit is one compiled call (:mod:`qt.core.quantum.backends.fused_kernels`) and so is its
 gradient, by the adjoint method; torch sees a single autograd node. Compared with the torch
 backend, which issues ~100 small ops per step, this removes the per-op dispatch that
 dominates at QT's sizes (docs/performance.md has the measurements).
@@ -11,47 +11,49 @@ given (``trainer.threads``, or a parallel launcher's per-job budget).
 
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import numpy as np
 import torch
 
-from qt.core.quantum.ansatz import Ansatz, cnot_permutation
+from qt.core.quantum.ansatz import GATES, Ansatz, cnot_permutation
 
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _kernels():
     """numba is imported, and cached kernels loaded, on the first simulation only."""
-    from qt.core.quantum import fused_kernels
+    from qt.core.quantum.backends import fused_kernels
 
     return fused_kernels
 
 
+def _gate_codes() -> dict[str, int]:
+    """The kernels' op code of each gate with angles (permutation gates run as ``PERM`` ops)."""
+    k = _kernels()
+    return {"RY": k.RY, "U3": k.U3, "CU3": k.CU3}
+
+
 def _walk(ansatz: Ansatz, split_cnots: bool):
-    """(gate, wires, flat angle offset) of each op in program order; a CNOT run is one op (wires: its pairs) unless split."""
-    layer_offset, offset = {}, 0
-    for li, layer in enumerate(ansatz.block):
-        if layer.n_params:
-            layer_offset[li] = offset
-            offset += ansatz.n_blocks * layer.n_params
-    for b in range(ansatz.n_blocks):
-        for li, layer in enumerate(ansatz.block):
-            if layer.gate == "CNOT":
-                for key in ((w,) for w in layer.wires) if split_cnots else (tuple(layer.wires),):
-                    yield "CNOT", key, 0
-                continue
-            for j, wires in enumerate(layer.wires):
-                yield layer.gate, wires, layer_offset[li] + (b * len(layer.wires) + j) * layer.params_per_gate
+    """(gate, wires, flat angle offset) of each op of :meth:`Ansatz.ops`; a layer's permutation gates (a CNOT run) are one
+    op (wires: its pairs) unless split."""
+    for _, group in itertools.groupby(ansatz.ops(), key=lambda op: (op.block, op.layer)):
+        group = list(group)
+        if group[0].kind.permutation:
+            for key in ((op.wires,) for op in group) if split_cnots else (tuple(op.wires for op in group),):
+                yield group[0].gate, key, 0
+        else:
+            yield from ((op.gate, op.wires, op.offset) for op in group)
 
 
 def op_wires(ansatz: Ansatz, split_cnots: bool = False) -> list[tuple[int, ...]]:
     """The wires each op of :func:`compile_program`'s program acts on (a CNOT run: all its wires, in order)."""
-    return [tuple(dict.fromkeys(q for pair in w for q in pair)) if g == "CNOT" else tuple(w) for g, w, _ in _walk(ansatz, split_cnots)]
+    return [tuple(dict.fromkeys(q for pair in w for q in pair)) if GATES[g].permutation else tuple(w) for g, w, _ in _walk(ansatz, split_cnots)]
 
 
 def compile_program(ansatz: Ansatz, split_cnots: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(ops, perms): the ansatz as kernel ops (see :mod:`qt.core.quantum.fused_kernels`) and its CNOT-run permutations.
+    """(ops, perms): the ansatz as kernel ops (see :mod:`qt.core.quantum.backends.fused_kernels`) and its CNOT-run permutations.
 
     Angles are addressed in a flat vector: the ansatz's angle tensors (one per parameterised
     layer, shape (n_blocks, gates, angles per gate)) flattened and concatenated in order.
@@ -60,11 +62,11 @@ def compile_program(ansatz: Ansatz, split_cnots: bool = False) -> tuple[np.ndarr
     k = _kernels()
     n = ansatz.n_qubits
     stride = [1 << (n - 1 - q) for q in range(n)]
-    kinds = {"RY": k.RY, "U3": k.U3, "CU3": k.CU3}
+    kinds = _gate_codes()
     ops: list[tuple[int, int, int, int]] = []
     perm_rows: dict[tuple, int] = {}
     for gate, wires, off in _walk(ansatz, split_cnots):
-        if gate == "CNOT":
+        if GATES[gate].permutation:
             if wires not in perm_rows:
                 perm_rows[wires] = len(perm_rows)
             ops.append((k.PERM, perm_rows[wires], 0, 0))
@@ -111,7 +113,7 @@ def _segments(ansatz: Ansatz) -> list[tuple[str, list]]:
     out: list[tuple[str, list]] = []
     for item in _walk(ansatz, split_cnots=False):
         gate, wires, _ = item
-        if gate in ("RY", "U3"):
+        if GATES[gate].wires == 1:
             if out and out[-1][0] == "layer" and all(w[1][0] != wires[0] for w in out[-1][1]):
                 out[-1][1].append(item)
                 continue
@@ -132,8 +134,9 @@ def _plan(segments: list[tuple[str, list]], layouts: tuple[list[int], list[int]]
 
     def cost(item, s):
         gate, wires, _ = item
-        qs = [q for pair in wires for q in pair] if gate == "CNOT" else list(wires)
-        return _FAST if gate == "CNOT" or all(fast[s][q] for q in qs) else _SLOW
+        permutation = GATES[gate].permutation
+        qs = [q for pair in wires for q in pair] if permutation else list(wires)
+        return _FAST if permutation or all(fast[s][q] for q in qs) else _SLOW
 
     best, back = [0.0, 0.0], []
     for kind, items in segments:
@@ -168,7 +171,7 @@ def plan_program(ansatz: Ansatz) -> tuple[np.ndarray, np.ndarray]:
     n = ansatz.n_qubits
     layouts = _layouts(n)
     fast = [[layouts[s][q] >= SLOW_BITS for q in range(n)] for s in (0, 1)]
-    kinds = {"RY": k.RY, "U3": k.U3, "CU3": k.CU3}
+    kinds = _gate_codes()
     ops: list[tuple[int, int, int, int]] = []
     perm_rows: dict[tuple, int] = {}
 
@@ -177,7 +180,7 @@ def plan_program(ansatz: Ansatz) -> tuple[np.ndarray, np.ndarray]:
 
     def gate(item, s):
         g, wires, off = item
-        if g == "CNOT":
+        if GATES[g].permutation:
             return perm(("cnot", wires, s))
         pos = layouts[s]
         ops.append((kinds[g], 1 << pos[wires[0]], 1 << pos[wires[1]] if len(wires) > 1 else 0, off))
@@ -213,7 +216,7 @@ def group_layers(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ops, layers): each run of two or more consecutive RY ops on distinct wires as one ``LAYER`` op (real kernels).
 
     A ``layers`` row is (count, stride, offset, ...) with the strides in descending order
-    (:mod:`qt.core.quantum.fused_kernels` pairs neighbours into one pass over the state).
+    (:mod:`qt.core.quantum.backends.fused_kernels` pairs neighbours into one pass over the state).
     """
     k = _kernels()
     out, runs, run = [], [], []
@@ -385,3 +388,15 @@ class FusedStatevector:
 
     def probs(self, angles: list[torch.Tensor]) -> torch.Tensor:
         return fused_probs(self.program, angles)
+
+
+def memory_bytes(ansatz: Ansatz, wide: int = 1) -> int:
+    """Peak memory of one simulation and its gradient (``wide``: 2 for float64). A real state: state, scratch,
+    probabilities, saved state, its copy, adjoint, gradient input, and the state after each rotation layer when
+    :class:`Program` keeps them; complex: twice the arrays."""
+    n = ansatz.n_qubits
+    itemsize, kept = 4 * wide, (7 if ansatz.is_real else 13)
+    layers = ansatz.n_blocks * (2 if 2 * SLOW_BITS <= n <= PLAN_MAX_QUBITS else 1)  # planned: split around a relabelling
+    if ansatz.is_real and n > 1 and layers * 2**n * itemsize <= SAVED_STATES_BYTES:
+        kept += layers
+    return int(2**n * itemsize * kept * 1.5)
