@@ -36,8 +36,9 @@ from torch import nn
 
 from qt.core.checks import Keys, renamed
 from qt.core.learners import ClassicalLearner, Learner, QTLearner
-from qt.core.mapping import qubits_for
+from qt.core.mapping import MappingBase, qubits_for
 from qt.core.quantum.ansatz import check_blocks
+from qt.core.quantum.circuit import QuantumCircuit
 from qt.core.targets import count_weights
 from qt.errors import ConfigError
 from qt.experiment.build import resolve_device
@@ -58,7 +59,7 @@ DEFAULT_OPTIONS = {"circuit": "ry_cnot", "mapping": "medium"}
 #: how a refusal names a setting given through this API: fit's keyword arguments, QuantumTrain's dicts
 API_KEYS = Keys(renamed({"trainer.*": "*", "optimizer.lr": "lr", "n_blocks": "n_blocks", "circuit.n_blocks": "n_blocks"}, ("circuit", "mapping")), null="None")
 #: what QuantumTrain sets itself: the circuit's size (n_blocks=), the qubits (from the target), the mapping's shapes
-OWN_ARGUMENTS = {"circuit": ("n_blocks", "n_qubits"), "mapping": ("n_qubits", "n_weights", "shapes", "init_stats")}
+OWN_ARGUMENTS = {"circuit": ("n_blocks", *QuantumCircuit.OWN_ARGUMENTS), "mapping": MappingBase.OWN_ARGUMENTS}
 
 
 def option_settings(group: str, choice: str | Mapping) -> dict:

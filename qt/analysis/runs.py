@@ -21,8 +21,11 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from qt.core.mapping import network_kind
+from qt.core.checks import REQUIRED, constructor_defaults
+from qt.core.mapping import MappingBase, network_kind
+from qt.core.quantum.circuit import QuantumCircuit
 from qt.experiment.controls import control_of
+from qt.experiment.validation import settings_class
 from qt.results.compat import upgrade, upgrade_choices
 from qt.results.schema import SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
@@ -169,30 +172,32 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
     )
     if mode != "classical":
         circuit, mapping = cfg.get("circuit") or {}, cfg.get("mapping") or {}
-        row.update(
-            generator=cfg.get("generator", "quantum"),
-            circuit=choices.get("circuit"),
-            rotation=circuit.get("rotation"),
-            entangler=circuit.get("entangler"),
-            layout=circuit.get("layout"),
-            n_blocks=circuit.get("n_blocks", cfg.get("n_blocks")),
-            frozen=circuit.get("freeze"),
-            shots=circuit.get("shots"),
-            gradient=circuit.get("gradient", "adjoint"),
-            **{k: (circuit.get("noise") or {}).get(k, 0.0) for k in ("depolarizing", "amplitude_damping", "readout")},
-            depolarizing_2q=(circuit.get("noise") or {}).get("depolarizing_2q"),
-            partitions=circuit.get("partitions", 1),
-            mapping=choices.get("mapping"),
-            mapping_hidden=str(mapping.get("hidden")) if mapping.get("hidden") is not None else None,
-            mapping_net=network_kind(mapping),
-            bond_dim=mapping.get("bond_dim"),
-            activation=mapping.get("activation"),
-            scale=mapping.get("scale"),
-            rescale=mapping.get("rescale"),
-            center=mapping.get("center"),
-            signed_bits=bool(mapping.get("signed_bits", False)),
-            chunk=mapping.get("chunk"),
-        )
+        row.update(generator=cfg.get("generator", "quantum"), circuit=choices.get("circuit"), mapping=choices.get("mapping"))
+        row.update(settings_columns({"n_blocks": cfg.get("n_blocks"), **circuit}, QuantumCircuit))
+        row.update(settings_columns(mapping, MappingBase), mapping_net=network_kind(mapping))
+    return row
+
+
+#: report columns kept under the names earlier reports gave them (every other setting: its own name)
+COLUMN_NAMES = {"freeze": "frozen", "hidden": "mapping_hidden"}
+
+
+def settings_columns(node: dict, default: type) -> dict:
+    """A circuit or mapping node as report columns, derived from the class it builds (its ``_target_``): every
+    setting its constructor takes, at the run's value or the constructor's default (an older run's missing keys
+    were given their meaning then by :func:`~qt.results.compat.upgrade`), a settings block (``circuit.noise``)
+    as its fields; lists as text, so that they group."""
+    cls = settings_class(node, default)
+    row: dict[str, Any] = {}
+    for key, value in constructor_defaults(cls).items():
+        value = node.get(key, value)
+        if key in cls.OWN_ARGUMENTS or value is REQUIRED:
+            continue
+        block = cls.SETTINGS_BLOCKS.get(key)
+        if block is not None:
+            row.update({leaf: (value or {}).get(leaf, d) for leaf, d in constructor_defaults(block).items()})
+        else:
+            row[COLUMN_NAMES.get(key, key)] = str(list(value)) if isinstance(value, (list, tuple)) else value
     return row
 
 

@@ -8,8 +8,9 @@ composed config before anything is built or loaded.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from qt.errors import ConfigError
@@ -97,10 +98,40 @@ def choice(value: Any, key: str, options: Sequence[str]) -> str:
     return value
 
 
-def settings(cfg: Any, key: str, known: Sequence[str]) -> dict:
-    """A settings block (``circuit.noise``, ``circuit.spsa``) as a dict; an unknown key is refused naming the known ones."""
+def settings(cfg: Any, key: str, block: type) -> dict:
+    """A settings block (``circuit.noise``, ``circuit.spsa``) as a dict completed with the defaults of the dataclass
+    ``block`` that states it; an unknown key is refused naming the known ones."""
+    defaults = {f.name: f.default for f in fields(block)}
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(known))
+    unknown = sorted(set(cfg) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown {key} key(s) {', '.join(unknown)}: use {', '.join(known)}")
-    return cfg
+        raise ConfigError(f"unknown {key} key(s) {', '.join(unknown)}: use {', '.join(defaults)}")
+    return {**defaults, **cfg}
+
+
+#: a constructor parameter without a default
+REQUIRED = inspect.Parameter.empty
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """Every setting a class's constructor takes, with its default (:data:`REQUIRED` for none): the class's own
+    parameters over its bases' (a subclass passing ``**kwargs`` up), in the order the bases declare them."""
+    out: dict[str, Any] = {}
+    for c in reversed(cls.__mro__):
+        if "__init__" in vars(c) and c is not object:
+            params = list(inspect.signature(c.__init__).parameters.values())[1:]  # without self
+            out.update({p.name: p.default for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
+    return out
+
+
+def with_defaults(cls: type, values: Mapping, group: str, keys: Keys = CLI, own: Sequence[str] = ()) -> dict[str, Any]:
+    """``values`` (a config group's settings, ``_target_`` and Hydra's other ``_`` keys left out) completed with the
+    constructor's defaults; a key the constructor does not take is refused in one line naming the ones it does
+    (``own``: parameters qt sets itself, not listed)."""
+    defaults = constructor_defaults(cls)
+    given = {k: v for k, v in values.items() if not str(k).startswith("_")}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        shown = ", ".join(k for k in defaults if k not in own)
+        raise ConfigError(f"{keys.name(f'{group}.{unknown[0]}')} is not a setting of {cls.__name__}: remove it (its settings: {shown})")
+    return {**{k: v for k, v in defaults.items() if v is not REQUIRED}, **given}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from qt.core.checks import choice, number, whole
+from qt.core.checks import CLI, Keys, choice, number, whole, with_defaults
 from qt.errors import ConfigError
 from qt.core.targets import make_activation
 
@@ -81,17 +81,24 @@ class MappingModel(nn.Module):
 
     def __init__(self, n_qubits: int, hidden: Sequence[int] = (20, 20), activation: str = "relu", chunk: int = 1):
         super().__init__()
-        for h in hidden:
-            whole(h, "mapping.hidden widths", hint="e.g. mapping.hidden=[20,20]")
+        hidden = self.check(hidden, activation)
         act = make_activation(activation, "mapping.activation")
         self.activation = activation
-        widths = [n_qubits + 1, *[int(h) for h in hidden], int(chunk)]
+        widths = [n_qubits + 1, *hidden, int(chunk)]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(widths) - 2:
                 layers += act()
         self.net = nn.Sequential(*layers)
+
+    @staticmethod
+    def check(hidden: Sequence[int], activation: str, keys: Keys = CLI) -> list[int]:
+        """The rules of ``mapping.hidden`` and ``mapping.activation`` (the widths, as ints)."""
+        for h in hidden:
+            whole(h, f"{keys.name('mapping.hidden')} widths", hint=f"e.g. {keys.set('mapping.hidden', '[20,20]')}")
+        make_activation(activation, keys.name("mapping.activation"))
+        return [int(h) for h in hidden]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
@@ -322,14 +329,19 @@ class MPS(nn.Module):
 
     def __init__(self, n_inputs: int, n_outputs: int = 1, bond_dim: int = 4, init_std: float = 0.1):
         super().__init__()
-        chi = whole(bond_dim, "mapping.bond_dim", hint="e.g. mapping.bond_dim=4")
-        init_std = number(init_std, "mapping.init_std", hint="noise around the identity at initialisation, e.g. 0.1")
+        chi, init_std = self.check(bond_dim, init_std)
         self.site = int(n_inputs) // 2
         eye = torch.eye(chi)
         cores = torch.randn(int(n_inputs), 2, chi, chi) * init_std
         cores[:, 0] += eye
         self.cores = nn.Parameter(cores)
         self.output = nn.Parameter(eye + torch.randn(int(n_outputs), chi, chi) * init_std)
+
+    @staticmethod
+    def check(bond_dim: int, init_std: float, keys: Keys = CLI) -> tuple[int, float]:
+        """The rules of ``mapping.bond_dim`` and ``mapping.init_std``."""
+        chi = whole(bond_dim, keys.name("mapping.bond_dim"), hint=f"e.g. {keys.set('mapping.bond_dim', 4)}")
+        return chi, number(init_std, keys.name("mapping.init_std"), hint="noise around the identity at initialisation, e.g. 0.1")
 
     @property
     def bond_dim(self) -> int:
@@ -433,6 +445,11 @@ class MappingBase(nn.Module):
     period ``chunk`` through the weights.
     """
 
+    #: constructor arguments qt sets itself (from the target), not config settings
+    OWN_ARGUMENTS = ("n_qubits", "n_weights", "shapes", "init_stats")
+    #: settings given as a block of their own (none)
+    SETTINGS_BLOCKS: dict[str, type] = {}
+
     def __init__(
         self,
         n_qubits: int,
@@ -449,7 +466,7 @@ class MappingBase(nn.Module):
         init_stats: Sequence[tuple[float, float]] | None = None,
     ):
         super().__init__()
-        chunk = whole(chunk, "mapping.chunk", hint="K target weights per basis state")
+        chunk = MappingBase.check_settings({"chunk": chunk, "scale": scale})["chunk"]
         self.n_qubits, self.n_weights, self.chunk = int(n_qubits), int(n_weights), int(chunk)
         self.n_states = states_for(self.n_weights, self.chunk)
         if self.n_states > 2**self.n_qubits:
@@ -462,13 +479,28 @@ class MappingBase(nn.Module):
         self.signed_bits = bool(signed_bits)
         self.bit_values = (-1.0, 1.0) if signed_bits else (0.0, 1.0)
         self._bits: torch.Tensor | None = None
-        choice(scale, "mapping.scale", SCALES)
         self.scale: TensorScale | None = None
         self.center_chunks = scale == "init" and self.chunk > 1
         if scale != "none":
             if shapes is None or sum(int(torch.Size(s).numel()) for s in shapes) != self.n_weights:
                 raise ConfigError(f"mapping.scale={scale} needs the target's parameter shapes (qt passes them)")
             self.scale = TensorScale(shapes, scale, init_stats)
+
+    @classmethod
+    def check_settings(cls, settings: Mapping, keys: Keys = CLI) -> dict:
+        """``settings`` (the mapping config's keys, or the constructor's arguments; its defaults for the rest) with
+        every rule of the mapping's values checked, its network's included (:meth:`check_network`). The one statement
+        of those rules: the constructors call them, and so does the validation of a config (CLI and API) before
+        anything is built. What qt sets itself (qubits, weights, the target's shapes) may be absent."""
+        s = with_defaults(cls, settings, "mapping", keys, own=cls.OWN_ARGUMENTS)
+        s["chunk"] = whole(s["chunk"], keys.name("mapping.chunk"), hint="K target weights per basis state")
+        choice(s["scale"], keys.name("mapping.scale"), SCALES)
+        cls.check_network(s, keys)
+        return s
+
+    @classmethod
+    def check_network(cls, settings: dict, keys: Keys = CLI) -> None:
+        """The rules of the subclass's network settings (none here)."""
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
         """The subclass's network on the rows [bits(i), x_i] of the basis states i < ``n_states``: (states,) ->
@@ -508,6 +540,10 @@ class MLPMapping(MappingBase):
 
             warm_mlp(np.float32)  # before training starts, not in its first step
 
+    @classmethod
+    def check_network(cls, settings: dict, keys: Keys = CLI) -> None:
+        settings["hidden"] = MappingModel.check(settings["hidden"], settings["activation"], keys)
+
     def network(self, x: torch.Tensor) -> torch.Tensor:
         if runs_fused(x.shape[0], self.chunk, x.device.type):
             return self.mlp.fused(self.n_qubits, self.bit_values, x)
@@ -525,6 +561,10 @@ class MPSMapping(MappingBase):
     def __init__(self, n_qubits: int, n_weights: int, bond_dim: int = 4, init_std: float = 0.1, signed_bits: bool = True, **common):
         super().__init__(n_qubits, n_weights, signed_bits=signed_bits, **common)
         self.mps = MPS(self.n_qubits + 1, self.chunk, bond_dim, init_std)
+
+    @classmethod
+    def check_network(cls, settings: dict, keys: Keys = CLI) -> None:
+        MPS.check(settings["bond_dim"], settings["init_std"], keys)
 
     def network(self, x: torch.Tensor) -> torch.Tensor:
         # the rows are [bits(i), x_i] for i = 0, 1, ...: contracted over all basis states at once, bits implied

@@ -7,8 +7,9 @@ Every value passes through here:
    the type hints of its class's constructor, the ``trainer`` group against ``TrainerConfig``'s
    fields and the top-level keys against :data:`TOP_LEVEL`. ``mapping.hidden=abc`` or
    ``trainer.seed=abc`` is one line naming the key and the type it needs.
-2. **Ranges and choices**: the rules of ``qt.core.checks`` that the classes apply when built,
-   here applied before any data is read.
+2. **Ranges and choices**: the rules the classes apply when built, here applied before any data
+   is read: the circuit's and the mapping's own ``check_settings`` (each rule stated once, in the
+   class), the trainer's and the top level's below.
 3. **Consistency** between keys: an objective the run can be judged by, normalisation that
    matches the image's channels.
 
@@ -28,10 +29,9 @@ from typing import Any, Union
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from qt.core.checks import CLI, Keys, flag, number, whole
-from qt.core.quantum.ansatz import check_blocks
-from qt.core.quantum.gradients import SPSASettings, check_gradient
-from qt.core.quantum.noise import NoiseModel
+from qt.core.checks import CLI, Keys, number, whole
+from qt.core.mapping import MappingBase
+from qt.core.quantum.circuit import QuantumCircuit
 from qt.errors import ConfigError
 from qt.experiment.controls import GENERATORS
 from qt.results.objectives import OBJECTIVES, objective_names
@@ -169,18 +169,28 @@ def check_lr(lr: Any, keys: Keys = CLI) -> float:
     return number(lr, keys.name("optimizer.lr"), strict=True, hint=f"set e.g. {keys.set('optimizer.lr', '1e-2')}")
 
 
+def settings_class(node: Mapping, default: type) -> type:
+    """The class a circuit or mapping node builds (its ``_target_``; ``default`` without one, as an API factory's)."""
+    target = node.get("_target_")
+    cls = get_class(target) if isinstance(target, str) else default
+    return cls if hasattr(cls, "check_settings") else default
+
+
 def check_qt_settings(circuit: Mapping, mapping: Mapping, keys: Keys = CLI) -> None:
-    """The rules the circuit and the mapping apply when built, before either is (CLI and API alike)."""
-    check_blocks(circuit.get("n_blocks"))
-    flag(circuit.get("entangle", True), keys.name("circuit.entangle"), hint="false is variant=no_entanglement")
-    whole(circuit.get("partitions", 1), keys.name("circuit.partitions"), hint="1 (one circuit) up to the number of qubits")
-    number(circuit.get("init_scale", 1.0), keys.name("circuit.init_scale"), hint="angles start in [0, 2*pi*init_scale)")
-    check_gradient(circuit.get("gradient", "adjoint"))
-    SPSASettings.from_config(circuit.get("spsa"))
-    NoiseModel.from_config(circuit.get("noise"))
-    whole(mapping.get("chunk", 1), keys.name("mapping.chunk"), hint="K target weights per basis state")
-    for width in mapping.get("hidden") or []:
-        whole(width, f"{keys.name('mapping.hidden')} widths", hint=f"e.g. {keys.set('mapping.hidden', '[20,20]')}")
+    """The circuit's and the mapping's rules (their classes' ``check_settings``: the rules their constructors apply),
+    before either is built, CLI and API alike."""
+    settings_class(circuit, QuantumCircuit).check_settings(circuit, keys)
+    settings_class(mapping, MappingBase).check_settings(mapping, keys)
+
+
+def check_blocks_home(cfg: DictConfig) -> None:
+    """``n_blocks`` has one home, the top-level key the user types; the circuit's reads it (``${n_blocks}``). A
+    ``circuit.n_blocks`` that says otherwise would leave the run's config with two block counts: refused."""
+    circuit = cfg.get("circuit")
+    if circuit is None or "n_blocks" not in circuit or OmegaConf.is_interpolation(circuit, "n_blocks"):
+        return
+    if circuit.n_blocks != cfg.get("n_blocks"):
+        raise ConfigError(f"circuit.n_blocks={circuit.n_blocks} but n_blocks={cfg.get('n_blocks')}: set the block count as n_blocks={circuit.n_blocks} (the circuit reads it)")
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -204,6 +214,7 @@ def check_values(cfg: DictConfig) -> None:
     if budget is not None:
         whole(budget, "max_trainable_params", hint="set a parameter budget, or max_trainable_params=null for none")
     if cfg.mode == "qt":  # the rules the circuit and the mapping apply when built
+        check_blocks_home(cfg)
         check_qt_settings(cfg.circuit, cfg.mapping)
 
 

@@ -34,7 +34,7 @@ def generated_overrides(n_types: int = 24, seed: int = 0) -> list[list[str]]:
         ["circuit.init_scale=-1"], ["trainer.clip_norm=0"], ["dataset.std=[0]"],
         ["dataset.mean=[0.1,0.2]"], ["model.channels=[8,12,16,32,64]"], ["model.num_classes=7"], ["dataset.shape=[3,28,28]"],
         ["circuit=u4"], ["mapping=huge"], ["optimizer=lbfgs"], ["variant=none"], ["circuit.backend=gpu"], ["circuit.layout=star"],
-        ["mode=quantum"], ["trainer.device=tpu"], ["+model.foo=1"], ["+circuit.foo=1"], ["optimizer.betas=[2]"], ["mapping.scale=big"],
+        ["mode=quantum"], ["trainer.device=tpu"], ["+model.foo=1"], ["+circuit.foo=1"], ["circuit.n_blocks=8"], ["optimizer.betas=[2]"], ["mapping.scale=big"],
         ["n_blocks=1000000000"], ["mapping.chunk=100000000"], ["experiment=mnist_1500", "optimizer=sgd"],
     ]  # fmt: skip
     return cases

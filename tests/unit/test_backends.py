@@ -132,7 +132,7 @@ def test_a_registered_backend_is_a_circuit_backend_with_its_memory_and_capabilit
     _Counting.built = 0
     c = QuantumCircuit(3, 2, backend="counting", dtype="float64")
     assert _Counting.built == 1 and torch.allclose(c().sum(), torch.tensor(1.0, dtype=torch.float64))
-    assert QuantumCircuit.memory_bytes(5, 2, backend="counting") == 12345 * 5  # the memory guard asks the backend
+    assert QuantumCircuit.memory_bytes(5, n_blocks=2, backend="counting") == 12345 * 5  # the memory guard asks the backend
     with pytest.raises(ConfigError, match="circuit.partitions runs its sub-circuits on backends that support it, not 'counting'"):
         QuantumCircuit(4, 2, backend="counting", partitions=2)
     with pytest.raises(ConfigError, match="runs on cpu, not cuda"):
@@ -147,9 +147,21 @@ def test_the_circuit_module_has_no_backend_branches():
 
 
 def test_the_memory_estimate_takes_the_constructors_arguments_and_refuses_others():
-    assert QuantumCircuit.memory_bytes(6, 2) == QuantumCircuit.memory_bytes(n_qubits=6, n_blocks=2, backend="auto", rotation="RY")
-    assert QuantumCircuit.memory_bytes(6, 2, backend="fused", dtype="float64") == REGISTRY["fused"].memory_bytes(
+    assert QuantumCircuit.memory_bytes(6, n_blocks=2) == QuantumCircuit.memory_bytes(n_qubits=6, n_blocks=2, backend="auto", rotation="RY")
+    assert QuantumCircuit.memory_bytes(6, n_blocks=2, backend="fused", dtype="float64") == REGISTRY["fused"].memory_bytes(
         build_ansatz("RY", "CNOT", "chain", 6, 2), Options(dtype=torch.float64)
     )
-    with pytest.raises(ConfigError, match=r"circuit.foo is not a circuit setting: remove it \(the settings: n_blocks, rotation"):
-        QuantumCircuit.memory_bytes(6, 2, foo=1)
+    with pytest.raises(ConfigError, match=r"circuit.foo is not a setting of QuantumCircuit: remove it \(its settings: n_blocks, rotation"):
+        QuantumCircuit.memory_bytes(6, n_blocks=2, foo=1)
+
+
+def test_readout_error_applies_whatever_the_backend_resolves_to():
+    """A regression guard: circuit.backend=auto (the default) with only readout error must flip bits like fused does."""
+    out = {}
+    for backend in ("auto", "fused", "torch"):
+        torch.manual_seed(0)
+        out[backend] = QuantumCircuit(5, 2, backend=backend, dtype="float64", noise={"readout": 0.1})().detach()
+    torch.manual_seed(0)
+    clean = QuantumCircuit(5, 2, backend="auto", dtype="float64")().detach()
+    assert torch.allclose(out["auto"], out["fused"], atol=1e-12) and torch.allclose(out["torch"], out["fused"], atol=1e-12)
+    assert not torch.allclose(out["auto"], clean, atol=1e-3)

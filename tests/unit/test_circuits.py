@@ -110,11 +110,11 @@ def test_frozen_circuit_has_no_trainable_angles():
 
 
 def test_memory_estimate_grows_with_qubits():
-    small = QuantumCircuit.memory_bytes(13, 16, "U3", "CU3", "ring")
-    large = QuantumCircuit.memory_bytes(20, 16, "U3", "CU3", "ring")
+    small = QuantumCircuit.memory_bytes(13, n_blocks=16, rotation="U3", entangler="CU3", layout="ring")
+    large = QuantumCircuit.memory_bytes(20, n_blocks=16, rotation="U3", entangler="CU3", layout="ring")
     assert large > 100 * small
     for backend in ("fused", "torch"):
-        ratio = QuantumCircuit.memory_bytes(13, 16, backend=backend, dtype="float64") / QuantumCircuit.memory_bytes(13, 16, backend=backend)
+        ratio = QuantumCircuit.memory_bytes(13, n_blocks=16, backend=backend, dtype="float64") / QuantumCircuit.memory_bytes(13, n_blocks=16, backend=backend)
         assert math.isclose(ratio, 2.0)
 
 

@@ -167,10 +167,10 @@ def test_code_defaults_are_the_default_configs():
     """Every class a default option builds has that option's values as its own defaults (one meaning),
     and TrainerConfig's defaults are the trainer group's."""
     import dataclasses
-    import inspect
 
     from hydra.utils import get_class
 
+    from qt.core.checks import REQUIRED, constructor_defaults
     from qt.training.state import TrainerConfig
 
     cfg = OmegaConf.to_container(cfg_with(), resolve=True)
@@ -181,26 +181,68 @@ def test_code_defaults_are_the_default_configs():
         node.pop("_partial_", None)
         if not cls.__module__.startswith("qt."):
             continue  # torch's optimizer: its defaults are torch's
-        params = {}  # the class's own defaults first, then its bases' (a subclass passing **common up)
-        for c in cls.__mro__:
-            if "__init__" in vars(c) and c is not object:
-                params = {**inspect.signature(c.__init__).parameters, **params}
+        params = constructor_defaults(cls)  # the class's own defaults over its bases' (a subclass passing **common up)
         for key, value in node.items():
-            if key in params and params[key].default is not inspect.Parameter.empty:
-                default = params[key].default
-                if default is None and isinstance(value, dict):  # a settings block: None means its class's defaults
-                    from qt.core.quantum.gradients import SPSASettings
-                    from qt.core.quantum.noise import NoiseModel
-
-                    settings = {"noise": NoiseModel, "spsa": SPSASettings}[key]
-                    assert settings.from_config(value) == settings(), f"{group}.{key}"
-                    checked.append(f"{group}.{key}")
-                    continue
-                assert (list(default) if isinstance(default, tuple) else default) == value, f"{group}.{key}"
-                checked.append(f"{group}.{key}")
+            if params.get(key, REQUIRED) is REQUIRED:
+                continue
+            block = getattr(cls, "SETTINGS_BLOCKS", {}).get(key)
+            if block is not None:  # a settings block: None means its class's defaults
+                assert params[key] is None and block.from_config(value) == block(), f"{group}.{key}"
+            else:
+                assert (list(params[key]) if isinstance(params[key], tuple) else params[key]) == value, f"{group}.{key}"
+            checked.append(f"{group}.{key}")
     assert {"mapping.hidden", "mapping.scale", "circuit.layout", "model.channels", "circuit.noise", "circuit.spsa"} <= set(checked)
     trainer = {f.name: f.default for f in dataclasses.fields(TrainerConfig)}
     assert trainer == cfg["trainer"]
+
+
+@pytest.mark.parametrize("group", ["circuit", "mapping"])
+def test_every_option_states_exactly_its_constructors_settings_and_obeys_their_rules(group):
+    """The typed statement of a circuit or mapping setting is its class's constructor (name, type, default) and its
+    ``check_settings`` (range): every YAML option names each setting the constructor takes (so the command line
+    overrides it without '+') and nothing else, a settings block exactly its fields, with values of the declared
+    types that pass the class's rules. A setting added to, renamed in or dropped from a constructor fails here
+    until every option says the same."""
+    from dataclasses import fields
+
+    from hydra.utils import get_class
+
+    from qt.core.checks import constructor_defaults
+    from qt.experiment.validation import check_class_node
+
+    for option in options(group):
+        raw = OmegaConf.load(CONF / group / f"{option}.yaml")
+        node = OmegaConf.to_container(cfg_with(f"{group}={option}")[group], resolve=True)
+        cls = get_class(node["_target_"])
+        settings = [k for k in constructor_defaults(cls) if k not in cls.OWN_ARGUMENTS]
+        assert sorted(k for k in node if not k.startswith("_")) == sorted(settings), f"{group}={option}"
+        for key, block in cls.SETTINGS_BLOCKS.items():
+            assert sorted(node[key]) == sorted(f.name for f in fields(block)), f"{group}={option}: {key}"
+        check_class_node(node, group)  # types, from the constructor's hints
+        cls.check_settings(node)  # ranges and choices, the constructor's own rules
+        if group == "circuit":  # n_blocks has one home: the top-level key
+            assert OmegaConf.is_interpolation(raw, "n_blocks") and raw._get_node("n_blocks")._value() == "${n_blocks}"
+
+
+def test_the_block_count_has_one_home():
+    validate(cfg_with("n_blocks=8"))
+    validate(cfg_with("n_blocks=8", "circuit.n_blocks=8"))  # saying the same twice is not a conflict
+    with pytest.raises(ConfigError, match=r"circuit.n_blocks=4 but n_blocks=16: set the block count as n_blocks=4"):
+        validate(cfg_with("circuit.n_blocks=4"))
+
+
+def test_rules_are_stated_once_in_the_classes():
+    """validation.py applies the circuit's and the mapping's rules through their classes; it states none itself."""
+    source = (ROOT / "qt" / "experiment" / "validation.py").read_text()
+    for rule in ("check_blocks(", "check_gradient(", "NoiseModel", "SPSASettings", "mapping.chunk'", "mapping.hidden'", "circuit.init_scale'",
+                 'mapping.chunk"', 'mapping.hidden"', 'circuit.init_scale"'):  # fmt: skip
+        assert rule not in source, rule
+    with pytest.raises(ConfigError, match="mapping.chunk must be an integer >= 1"):
+        validate(cfg_with("mapping.chunk=0"))
+    with pytest.raises(ConfigError, match="mapping.bond_dim must be an integer >= 1"):
+        validate(cfg_with("mapping=mps", "mapping.bond_dim=0"))
+    with pytest.raises(ConfigError, match="circuit.freeze must be true or false"):
+        validate(cfg_with("circuit.freeze=2"))
 
 
 def test_paper_experiments_compose_to_the_authors_settings():

@@ -71,7 +71,7 @@ def test_n_partitions_is_a_product_state_and_too_many_are_refused():
     assert torch.allclose(c(), expected, atol=1e-12)
     with pytest.raises(ConfigError, match="circuit.partitions=5 but the circuit has 4 qubits"):
         QuantumCircuit(4, 1, partitions=5)
-    assert QuantumCircuit.memory_bytes(20, 16, partitions=2) < QuantumCircuit.memory_bytes(20, 16) / 2  # two 10-qubit states, then 2^20 products
+    assert QuantumCircuit.memory_bytes(20, n_blocks=16, partitions=2) < QuantumCircuit.memory_bytes(20, n_blocks=16) / 2  # two 10-qubit states, then 2^20 products
 
 
 def test_mps_is_the_contraction_of_its_tensors():

@@ -217,10 +217,7 @@ def build_ansatz(
             for layers in zip(*(sub.block for sub in subs))
         )
         return Ansatz(n_qubits=int(n_qubits), n_blocks=subs[0].n_blocks, block=block, groups=tuple(groups))
-    if rotation not in ROTATIONS:
-        raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
-    if entangler not in ENTANGLERS:
-        raise ConfigError(f"unknown entangling gate '{entangler}': use circuit.entangler=CNOT or CU3")
+    check_gates(rotation, entangler, layout)
     n_blocks = check_blocks(n_blocks)
     if int(n_qubits) < 1:
         raise ConfigError(f"a circuit needs at least one qubit (got {n_qubits})")
@@ -249,6 +246,16 @@ def cnot_permutation(n_qubits: int, pairs: Iterable[tuple[int, ...]], positions:
         cmask, tmask = np.uint64(1 << bit[control]), np.uint64(1 << bit[target])
         perm = perm[np.where(idx & cmask != 0, idx ^ tmask, idx)]
     return perm
+
+
+def check_gates(rotation: str, entangler: str, layout: str) -> None:
+    """The rule for the gates and the layout of an ansatz (circuits and the config alike)."""
+    if rotation not in ROTATIONS:
+        raise ConfigError(f"unknown rotation gate '{rotation}': use circuit.rotation=RY or U3")
+    if entangler not in ENTANGLERS:
+        raise ConfigError(f"unknown entangling gate '{entangler}': use circuit.entangler=CNOT or CU3")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown entangler layout '{layout}': use circuit.layout=chain or ring")
 
 
 def check_blocks(n_blocks) -> int:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from qt.core.checks import flag, number
-from qt.errors import ConfigError
+from qt.core.checks import CLI, Keys, choice, flag, number, whole, with_defaults
 from qt.core.quantum import backends
-from qt.core.quantum.ansatz import build_ansatz
+from qt.core.quantum.ansatz import build_ansatz, check_blocks, check_gates
 from qt.core.quantum.gradients import Estimator, SPSASettings, check_gradient, estimated_probs, executions_per_step
 from qt.core.quantum.noise import NoiseContext, NoiseModel
 from qt.core.quantum.shots import sample_probs
@@ -38,6 +37,11 @@ class QuantumCircuit(nn.Module):
     ``spsa`` its settings). ``noise``: gate noise and readout error (:mod:`qt.core.quantum.noise`).
     """
 
+    #: constructor arguments qt sets itself (from the target), not config settings
+    OWN_ARGUMENTS = ("n_qubits",)
+    #: settings given as a block of their own (``circuit.noise.*``), each with its fields and defaults
+    SETTINGS_BLOCKS = {"noise": NoiseModel, "spsa": SPSASettings}
+
     def __init__(
         self,
         n_qubits: int,
@@ -58,26 +62,18 @@ class QuantumCircuit(nn.Module):
         noise: dict | None = None,
     ):
         super().__init__()
-        if shots is not None and int(shots) < 1:
-            raise ConfigError(f"circuit.shots must be a positive number of measurements or null for exact probabilities (got {shots})")
-        self.shots = None if shots is None else int(shots)
-        if dtype not in backends.DTYPES:
-            raise ConfigError(f"unknown circuit dtype '{dtype}': use circuit.dtype=float32 or float64")
-        init_scale = number(init_scale, "circuit.init_scale", hint="angles start in [0, 2*pi*init_scale)")
-        entangle = flag(entangle, "circuit.entangle", hint="false is variant=no_entanglement")
-        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, n_blocks, entangle=entangle, partitions=partitions)
+        s = self.check_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        self.shots, self.noise, self.gradient, self.spsa = s["shots"], s["noise"], s["gradient"], s["spsa"]
+        self.ansatz = build_ansatz(rotation, entangler, layout, n_qubits, s["n_blocks"], entangle=s["entangle"], partitions=s["partitions"])
         self.backend_name = backend
         self.dtype = backends.DTYPES[dtype]
         self.angles = nn.ParameterList(
-            nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * init_scale), requires_grad=not freeze)
+            nn.Parameter(torch.rand(shape, dtype=self.dtype) * (2 * math.pi * s["init_scale"]), requires_grad=not freeze)
             for shape in self.ansatz.angle_shapes()
         )
-        self.noise = NoiseModel.from_config(noise)
         self.noise_context = NoiseContext()
         options = backends.Options(dtype=self.dtype, group_size=group_size, noise=self.noise, context=self.noise_context)
         self.simulator = backends.simulator(self.ansatz, backend, options)  # the registry picks (qt.core.quantum.backends)
-        self.gradient = check_gradient(gradient)
-        self.spsa = SPSASettings.from_config(spsa)
         self.estimator = None
         if self.gradient != "adjoint":
             self.estimator = Estimator(self.gradient, self.simulator, self.ansatz, self.ansatz.angle_shapes(), self.shots, self.spsa)
@@ -85,25 +81,41 @@ class QuantumCircuit(nn.Module):
             self.register_buffer("hardware_step", torch.zeros((), dtype=torch.int64))
 
     @classmethod
-    def memory_bytes(cls, *args, **settings) -> int:
-        """Peak memory of one differentiable simulation of the circuit these constructor arguments would build (the
-        circuit config's keys; the constructor's defaults for the rest), before anything is allocated; ``backend`` as
-        resolved for the device (:func:`qt.core.quantum.backends.resolve`). The backend states it
-        (:func:`qt.core.quantum.backends.memory_bytes`)."""
-        known = inspect.signature(cls).parameters
-        unknown = sorted(set(settings) - set(known))
-        if unknown:
-            raise ConfigError(f"circuit.{unknown[0]} is not a circuit setting: remove it (the settings: {', '.join(k for k in known if k != 'n_qubits')})")
-        bound = inspect.signature(cls).bind(*args, **settings)
-        bound.apply_defaults()
-        a = bound.arguments
-        if a["dtype"] not in backends.DTYPES:
-            raise ConfigError(f"unknown circuit dtype '{a['dtype']}': use circuit.dtype=float32 or float64")
-        ansatz = build_ansatz(
-            a["rotation"], a["entangler"], a["layout"], a["n_qubits"], a["n_blocks"], entangle=bool(a["entangle"]), partitions=a["partitions"]
-        )
-        options = backends.Options(dtype=backends.DTYPES[a["dtype"]], group_size=a["group_size"], noise=NoiseModel.from_config(a["noise"]))
-        return backends.memory_bytes(ansatz, a["backend"], options)
+    def check_settings(cls, settings: Mapping, keys: Keys = CLI) -> dict:
+        """``settings`` (the circuit config's keys, or the constructor's arguments; its defaults for the rest) with every
+        rule of the circuit's values checked, as the values the constructor uses (``noise`` a :class:`NoiseModel`,
+        ``spsa`` :class:`SPSASettings`). The one statement of those rules: the constructor calls it, and so does the
+        validation of a config (CLI and API) before anything is built. ``n_qubits`` (the target's) may be absent;
+        that partitions fit the qubits is checked when the ansatz is built."""
+        s = with_defaults(cls, settings, "circuit", keys, own=cls.OWN_ARGUMENTS)
+        key = lambda name: keys.name(f"circuit.{name}")  # noqa: E731
+        s["n_blocks"] = check_blocks(s.get("n_blocks"))
+        s["entangle"] = flag(s["entangle"], key("entangle"), hint="false is variant=no_entanglement")
+        s["partitions"] = whole(s["partitions"], key("partitions"), hint="1 (one circuit) up to the number of qubits")
+        s["init_scale"] = number(s["init_scale"], key("init_scale"), hint="angles start in [0, 2*pi*init_scale)")
+        s["freeze"] = flag(s["freeze"], key("freeze"), hint="true keeps the angles at their initialisation (variant=frozen)")
+        if s["shots"] is not None:
+            s["shots"] = whole(s["shots"], key("shots"), hint=f"a number of measurements, or {keys.set('circuit.shots', keys.null)} for exact probabilities")
+        if s["group_size"] is not None:
+            s["group_size"] = whole(s["group_size"], key("group_size"), hint="the torch backend's qubits per local operator")
+        choice(s["dtype"], key("dtype"), tuple(backends.DTYPES))
+        if s["backend"] != "auto":
+            backends.get(s["backend"])
+        check_gates(s["rotation"], s["entangler"], s["layout"])
+        s["gradient"] = check_gradient(s["gradient"])
+        s["spsa"] = SPSASettings.from_config(s["spsa"])
+        s["noise"] = NoiseModel.from_config(s["noise"])
+        return s
+
+    @classmethod
+    def memory_bytes(cls, n_qubits: int, **settings) -> int:
+        """Peak memory of one differentiable simulation of the circuit these settings would build (the circuit config's
+        keys, :meth:`check_settings`), before anything is allocated; ``backend`` as resolved for the device
+        (:func:`qt.core.quantum.backends.resolve`). The backend states it (:func:`qt.core.quantum.backends.memory_bytes`)."""
+        s = cls.check_settings(settings)
+        ansatz = build_ansatz(s["rotation"], s["entangler"], s["layout"], n_qubits, s["n_blocks"], entangle=s["entangle"], partitions=s["partitions"])
+        options = backends.Options(dtype=backends.DTYPES[s["dtype"]], group_size=s["group_size"], noise=s["noise"])
+        return backends.memory_bytes(ansatz, s["backend"], options)
 
     @property
     def n_qubits(self) -> int:

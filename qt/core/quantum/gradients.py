@@ -54,14 +54,14 @@ class SPSASettings:
 
     @classmethod
     def from_config(cls, cfg) -> "SPSASettings":
-        cfg = settings(cfg, "circuit.spsa", list(cls.__dataclass_fields__))
-        c = number(cfg.get("perturbation", 0.1), "circuit.spsa.perturbation", hint="the perturbation size c > 0")
+        cfg = settings(cfg, "circuit.spsa", cls)
+        c = number(cfg["perturbation"], "circuit.spsa.perturbation", hint="the perturbation size c > 0")
         if c <= 0:
             raise ConfigError(f"circuit.spsa.perturbation={c} must be > 0 (Spall's c; the toolkit's is 0.01)")
-        decay = number(cfg.get("decay", 0.101), "circuit.spsa.decay", hint="c_k = c / (k+1)^decay; 0 keeps c fixed")
+        decay = number(cfg["decay"], "circuit.spsa.decay", hint="c_k = c / (k+1)^decay; 0 keeps c fixed")
         if decay < 0:
             raise ConfigError(f"circuit.spsa.decay={decay} must be >= 0 (Spall's gamma is 0.101)")
-        return cls(c, decay, whole(cfg.get("resamplings", 1), "circuit.spsa.resamplings", hint="directions averaged per step"))
+        return cls(c, decay, whole(cfg["resamplings"], "circuit.spsa.resamplings", hint="directions averaged per step"))
 
 
 def check_gradient(name: str) -> str:

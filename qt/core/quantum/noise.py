@@ -73,18 +73,18 @@ class NoiseModel:
     @classmethod
     def from_config(cls, cfg) -> "NoiseModel":
         """Checks every value (one-line errors naming the key); ``None``: no noise."""
-        cfg = settings(cfg, "circuit.noise", list(cls.__dataclass_fields__))
-        method = cfg.get("method", "auto")
+        cfg = settings(cfg, "circuit.noise", cls)
+        method = cfg["method"]
         if method not in METHODS:
             raise ConfigError(f"unknown circuit.noise.method '{method}': use {', '.join(METHODS)}")
-        p2 = cfg.get("depolarizing_2q")
+        p2 = cfg["depolarizing_2q"]
         return cls(
-            depolarizing=_rate(cfg.get("depolarizing", 0.0), "circuit.noise.depolarizing"),
+            depolarizing=_rate(cfg["depolarizing"], "circuit.noise.depolarizing"),
             depolarizing_2q=None if p2 is None else _rate(p2, "circuit.noise.depolarizing_2q"),
-            amplitude_damping=_rate(cfg.get("amplitude_damping", 0.0), "circuit.noise.amplitude_damping", below_one=True),
-            readout=_rate(cfg.get("readout", 0.0), "circuit.noise.readout"),
-            trajectories=whole(cfg.get("trajectories", 8), "circuit.noise.trajectories", hint="state vectors averaged per training step"),
-            eval_trajectories=whole(cfg.get("eval_trajectories", 64), "circuit.noise.eval_trajectories", hint="state vectors averaged for evaluation"),
+            amplitude_damping=_rate(cfg["amplitude_damping"], "circuit.noise.amplitude_damping", below_one=True),
+            readout=_rate(cfg["readout"], "circuit.noise.readout"),
+            trajectories=whole(cfg["trajectories"], "circuit.noise.trajectories", hint="state vectors averaged per training step"),
+            eval_trajectories=whole(cfg["eval_trajectories"], "circuit.noise.eval_trajectories", hint="state vectors averaged for evaluation"),
             method=method,
         )
 

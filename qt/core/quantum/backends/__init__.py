@@ -135,9 +135,7 @@ def simulator(ansatz: Ansatz, name: str = "auto", options: Options = Options()):
     if len(ansatz.groups) > 1:
         return Partitioned(ansatz, name, options)
     backend = choose(name, ansatz.n_qubits, options.noise)
-    if backend is None:
-        return ByDevice(ansatz, options)
-    sim = backend.build(ansatz, options)
+    sim = ByDevice(ansatz, options) if backend is None else backend.build(ansatz, options)
     if not options.noise.gate_noise and options.noise.readout > 0:  # gate-noise simulators apply their readout
         sim = Readout(sim, options.noise.readout)
     return sim

@@ -70,8 +70,14 @@ class DensityMatrix:
         dev = angles[0].device
         rho = torch.zeros((2,) * (2 * n), dtype=self.cdtype, device=dev)
         rho[(0,) * (2 * n)] = 1
+        layer_mats: dict[tuple[int, int], torch.Tensor] = {}  # per block and layer, its gates' matrices at once
         for op in a.ops():
-            m = matrix(op.gate, op.angles_in(angles), self.cdtype)
+            if op.tensor < 0:
+                m = matrix(op.gate, None, self.cdtype)
+            else:
+                if (op.block, op.layer) not in layer_mats:
+                    layer_mats[op.block, op.layer] = matrix(op.gate, angles[op.tensor][op.block], self.cdtype)
+                m = layer_mats[op.block, op.layer][op.index]
             rho = self._noise(self._apply(rho, m.to(device=dev, dtype=self.cdtype), op.wires), op.wires)
         probs = torch.diagonal(rho.reshape(2**n, 2**n)).real
         return apply_readout(probs.to(angles[0].dtype), self.noise.readout)
