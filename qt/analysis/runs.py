@@ -19,91 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from qt.core.checks import REQUIRED, constructor_defaults
-from qt.core.mapping import MappingBase, network_kind
+from qt.core.mapping import MappingBase, MLPMapping, MPSMapping, network_kind
 from qt.core.quantum.circuit import QuantumCircuit
 from qt.experiment.controls import control_of
 from qt.experiment.validation import settings_class
+from qt.training.state import TrainerConfig
 from qt.results.compat import upgrade, upgrade_choices
 from qt.results.schema import SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
 from qt.sweeps.study import make_storage
 
 #: columns every frame has, in this order (then any extra config columns, sorted)
-COLUMNS = [
-    "run_dir",
-    "status",
-    "reason",
-    "experiment",
-    "dataset",
-    "mode",
-    "variant",
-    "generator",
-    "model",
-    "circuit",
-    "rotation",
-    "entangler",
-    "layout",
-    "n_blocks",
-    "frozen",
-    "shots",
-    "gradient",
-    "depolarizing",
-    "depolarizing_2q",
-    "amplitude_damping",
-    "readout",
-    "partitions",
-    "target_activation",
-    "mapping",
-    "mapping_net",
-    "mapping_hidden",
-    "bond_dim",
-    "activation",
-    "scale",
-    "rescale",
-    "center",
-    "signed_bits",
-    "chunk",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "scheduler",
-    "loss",
-    "clip_norm",
-    "batch_size",
-    "epochs",
-    "seed",
-    "target_weights",
-    "n_qubits",
-    "qnn_params",
-    "mapping_params",
-    "trainable_params",
-    "compression_ratio",
-    "first_step_loss",
-    "best_val_acc",
-    "best_epoch",
-    "test_acc",
-    "test_subset_acc",
-    "train_acc",
-    "train_loss",
-    "test_loss",
-    "gen_gap",
-    "epochs_completed",
-    "train_time_s",
-    "wall_time_s",
-    "step_time_s",
-    "qpu_executions",
-    "qpu_shots",
-    "teacher_test_acc",
-    "budget",
-    "group_key",
-    "training_key",
-    "schema_version",
-]
-
-
 def _short(target: str | None) -> str | None:
     return target.rsplit(".", 1)[-1] if isinstance(target, str) else None
 
@@ -119,8 +49,13 @@ def _choices(run_dir: Path) -> dict[str, str]:
         return {}
 
 
-def _yaml(path: Path) -> Any:
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+def _yaml(path: Path, resolve: bool = False) -> Any:
+    """A YAML record of a run; ``resolve``: its interpolations (``${n_blocks}``) resolved where they resolve."""
+    loaded = OmegaConf.load(path)
+    try:
+        return OmegaConf.to_container(loaded, resolve=resolve)
+    except Exception:  # noqa: BLE001 - a record that does not resolve: as written
+        return OmegaConf.to_container(loaded, resolve=False)
 
 
 def _summary_fields(summary: dict) -> dict:
@@ -148,57 +83,96 @@ def _summary_fields(summary: dict) -> dict:
 
 
 def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
-    """The experiment's factors, from the resolved config and the options Hydra recorded."""
+    """The experiment's factors, from the resolved config and the options Hydra recorded: the choices, then every
+    setting of the trainer, the optimizer, the model, the circuit and the mapping (:func:`settings_columns`)."""
     mode = cfg.get("mode")
-    optimizer, trainer, dataset = cfg.get("optimizer") or {}, cfg.get("trainer") or {}, cfg.get("dataset") or {}
+    nodes = {group: cfg.get(group) or {} for group in ("dataset", "model", "optimizer", "scheduler", "loss", "trainer")}
     row = dict(
-        dataset=choices.get("dataset") or dataset.get("name") or _short(dataset.get("_target_")),
+        dataset=choices.get("dataset") or nodes["dataset"].get("name") or _short(nodes["dataset"].get("_target_")),
         experiment=choices.get("experiment"),
         mode=mode,
         variant=control_of(cfg) if cfg else choices.get("variant"),
-        model=choices.get("model") or _short((cfg.get("model") or {}).get("_target_")),
-        target_activation=(cfg.get("model") or {}).get("activation"),
-        optimizer=choices.get("optimizer") or _short(optimizer.get("_target_")),
-        lr=optimizer.get("lr"),
-        weight_decay=optimizer.get("weight_decay"),
-        scheduler=choices.get("scheduler") or _short((cfg.get("scheduler") or {}).get("_target_")) or "none",
-        loss=choices.get("loss") or _short((cfg.get("loss") or {}).get("_target_")),
-        clip_norm=trainer.get("clip_norm"),
-        batch_size=trainer.get("batch_size"),
-        epochs=trainer.get("epochs"),
-        seed=trainer.get("seed", cfg.get("seed")),
-        budget=(cfg.get("model") or {}).get("max_params"),
+        **{group: choices.get(group) or _short(nodes[group].get("_target_")) for group in ("model", "optimizer", "loss")},
+        scheduler=choices.get("scheduler") or _short(nodes["scheduler"].get("_target_")) or "none",
         **run_keys(cfg),
     )
+    row.update(settings_columns("trainer", nodes["trainer"], TrainerConfig))
+    row.update(settings_columns("optimizer", nodes["optimizer"]))  # torch's classes: the settings the run gave
+    row.update(settings_columns("model", nodes["model"]))
+    if row.get("seed") is None:  # trainer.seed reads the top-level seed; a run without a trainer node has only that
+        row["seed"] = cfg.get("seed")
     if mode != "classical":
         circuit, mapping = cfg.get("circuit") or {}, cfg.get("mapping") or {}
         row.update(generator=cfg.get("generator", "quantum"), circuit=choices.get("circuit"), mapping=choices.get("mapping"))
-        row.update(settings_columns({"n_blocks": cfg.get("n_blocks"), **circuit}, QuantumCircuit))
-        row.update(settings_columns(mapping, MappingBase), mapping_net=network_kind(mapping))
+        row.update(settings_columns("circuit", {"n_blocks": cfg.get("n_blocks"), **circuit}, QuantumCircuit))
+        row.update(settings_columns("mapping", mapping, MappingBase), mapping_net=network_kind(mapping))
     return row
 
 
-#: report columns kept under the names earlier reports gave them (every other setting: its own name)
-COLUMN_NAMES = {"freeze": "frozen", "hidden": "mapping_hidden"}
+#: report columns kept under the names earlier reports gave them; every other setting is a column of its own name,
+#: a model's prefixed with ``model_`` (its ``activation`` is not the mapping's)
+COLUMN_NAMES = {
+    ("circuit", "freeze"): "frozen",
+    ("mapping", "hidden"): "mapping_hidden",
+    ("model", "activation"): "target_activation",
+    ("model", "max_params"): "budget",
+}
 
 
-def settings_columns(node: dict, default: type) -> dict:
-    """A circuit or mapping node as report columns, derived from the class it builds (its ``_target_``): every
-    setting its constructor takes, at the run's value or the constructor's default (an older run's missing keys
-    were given their meaning then by :func:`~qt.results.compat.upgrade`), a settings block (``circuit.noise``)
-    as its fields; lists as text, so that they group."""
-    cls = settings_class(node, default)
+def settings_columns(group: str, node: dict, default: type | None = None) -> dict:
+    """A config group's node as report columns, derived from the class it builds (its ``_target_``, else
+    ``default``): every setting its constructor takes, at the run's value or the constructor's default (an older
+    run's missing keys were given their meaning then by :func:`~qt.results.compat.upgrade`), a settings block
+    (``circuit.noise``) as its fields; lists as text, so that they group. A class from outside qt that does
+    not state its settings (torch's optimizers): the settings the node gives. What qt sets itself (``OWN_ARGUMENTS``) is not a column."""
+    cls = settings_class(node, default) if default is not None else _class_of(node)
+    given = {k: v for k, v in node.items() if not str(k).startswith("_")}
+    own_class = cls is not None and (cls.__module__.split(".")[0] == "qt" or hasattr(cls, "check_settings"))
+    settings = {**constructor_defaults(cls), **given} if own_class else given
     row: dict[str, Any] = {}
-    for key, value in constructor_defaults(cls).items():
-        value = node.get(key, value)
-        if key in cls.OWN_ARGUMENTS or value is REQUIRED:
+    for key, value in settings.items():
+        if key in getattr(cls, "OWN_ARGUMENTS", ()) or value is REQUIRED:
             continue
-        block = cls.SETTINGS_BLOCKS.get(key)
+        block = getattr(cls, "SETTINGS_BLOCKS", {}).get(key)
         if block is not None:
             row.update({leaf: (value or {}).get(leaf, d) for leaf, d in constructor_defaults(block).items()})
-        else:
-            row[COLUMN_NAMES.get(key, key)] = str(list(value)) if isinstance(value, (list, tuple)) else value
+            continue
+        name = COLUMN_NAMES.get((group, key), f"model_{key}" if group == "model" else key)
+        row[name] = str(list(value)) if isinstance(value, (list, tuple)) else value
     return row
+
+
+def _class_of(node: dict) -> type | None:
+    """The class a node's ``_target_`` names (None: no target, or one that no longer imports)."""
+    try:
+        return get_class(node["_target_"]) if isinstance(node.get("_target_"), str) else None
+    except Exception:  # noqa: BLE001 - a run of a class gone since: its given settings only
+        return None
+
+
+def _derived(group: str, *classes: type, node: dict | None = None) -> list[str]:
+    """The columns :func:`settings_columns` gives a node of ``group`` built by any of ``classes``, in order."""
+    names: dict[str, None] = {}
+    for cls in classes:
+        names.update(dict.fromkeys(settings_columns(group, dict(node or {}), cls)))
+    return list(names)
+
+
+#: the columns every frame has, in this order (then any other, sorted): identity and choices, the circuit's,
+#: mapping's and trainer's settings as their classes state them, the optimizer's and model's that reports name,
+#: then the results (summary.json) and the keys that pair runs
+COLUMNS = [
+    "run_dir", "status", "reason", "experiment", "dataset", "mode", "variant", "generator", "model", "circuit",
+    *_derived("circuit", QuantumCircuit, node={"n_blocks": None}),
+    "target_activation", "mapping", "mapping_net",
+    *_derived("mapping", MLPMapping, MPSMapping),
+    "optimizer", "lr", "weight_decay", "scheduler", "loss",
+    *_derived("trainer", TrainerConfig),
+    "target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio",
+    "first_step_loss", "best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss",
+    "test_loss", "gen_gap", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s", "qpu_executions",
+    "qpu_shots", "teacher_test_acc", "budget", "group_key", "training_key", "schema_version",
+]  # fmt: skip
 
 
 def flatten_run(run_dir: Path) -> dict:
@@ -209,7 +183,7 @@ def flatten_run(run_dir: Path) -> dict:
     if summary is None:
         row["status"] = "incomplete"
         row["reason"] = "no readable summary.json (never started, or not a qt run)"
-        cfg = _yaml(run_dir / ".hydra" / "config.yaml") if (run_dir / ".hydra" / "config.yaml").exists() else {}
+        cfg = _yaml(run_dir / ".hydra" / "config.yaml", resolve=True) if (run_dir / ".hydra" / "config.yaml").exists() else {}
     else:
         version = summary.get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:

@@ -175,3 +175,29 @@ def test_against_pairs_each_configuration_with_its_reference_by_seed():
         comparisons(extra, against={"partitions": "1"})
     with pytest.raises(QTError, match="no such report column"):
         comparisons(df, against={"partition": "1"})
+
+
+def test_report_columns_derive_from_the_constructors():
+    """No hand-kept field list: a circuit or mapping setting is a column because its class's constructor takes it, at
+    the run's value or the constructor's default; a setting a class gains becomes a column with no other change."""
+    from dataclasses import fields
+
+    from qt.analysis.runs import COLUMNS, settings_columns
+    from qt.core.checks import constructor_defaults
+    from qt.core.mapping import MLPMapping
+    from qt.core.quantum import QuantumCircuit
+    from qt.core.quantum.noise import NoiseModel
+
+    row = settings_columns("circuit", {"n_blocks": 8, "rotation": "U3", "noise": {"readout": 0.1}}, QuantumCircuit)
+    assert (row["n_blocks"], row["rotation"], row["entangler"], row["frozen"], row["readout"], row["trajectories"]) == (8, "U3", "CNOT", False, 0.1, 8)
+    settings = [k for k in constructor_defaults(QuantumCircuit) if k not in QuantumCircuit.OWN_ARGUMENTS]
+    expected = {"freeze": ["frozen"], "noise": [f.name for f in fields(NoiseModel)], "spsa": ["perturbation", "decay", "resamplings"]}
+    assert list(row) == [c for k in settings for c in expected.get(k, [k])]
+    assert set(row) <= set(COLUMNS)
+
+    class Wider(MLPMapping):
+        def __init__(self, n_qubits: int, n_weights: int, dropout: float = 0.25, **common):
+            super().__init__(n_qubits, n_weights, **common)
+
+    mapping = settings_columns("mapping", {"hidden": [7, 7]}, Wider)
+    assert mapping["dropout"] == 0.25 and mapping["mapping_hidden"] == "[7, 7]" and mapping["scale"] == "init"
