@@ -34,7 +34,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 from torch import nn
 
-from qt.core.checks import Keys, renamed
+from qt.core.checks import Keys, renamed, with_defaults
 from qt.core.learners import ClassicalLearner, Learner, QTLearner
 from qt.core.mapping import MappingBase, qubits_for
 from qt.core.quantum.ansatz import check_blocks
@@ -46,7 +46,7 @@ from qt.experiment.config import CONF_DIR, compose_config
 from qt.experiment.fingerprint import check_fit_run_dir, fit_fingerprint, qualified, unverifiable
 from qt.experiment.memory import circuit_bytes, mapping_bytes, measure_target, refuse_oversized, slots_of, target_bytes
 from qt.experiment.validation import (
-    check_class_node, check_lr, check_node, check_qt_settings, check_trainer, constructor_hints, trainer_hints,
+    check_class_node, check_lr, check_node, check_qt_settings, check_trainer, trainer_hints,
 )  # fmt: skip
 from qt.training.callbacks import Callback, Checkpoint, EpochLog, KeepBest, MetricsFiles, ProgressBar
 from qt.training.data import DataSplits, Split
@@ -75,12 +75,12 @@ def option_settings(group: str, choice: str | Mapping) -> dict:
     values = OmegaConf.to_container(compose_config([f"{group}={name}"])[group], resolve=True)
     values.pop("n_blocks", None)  # the CLI's ${n_blocks}: here QuantumTrain's argument
     cls = get_class(values["_target_"])
-    known = set(constructor_hints(cls))
     for key in extra:
         if key in OWN_ARGUMENTS[group]:
             raise ConfigError(f"{group}={{'{key}': ...}} is set by QuantumTrain itself" + (": give QuantumTrain(target, n_blocks=...)" if key == "n_blocks" else ""))
-        if key not in known or key.startswith("_"):
-            raise ConfigError(f"{group}={{'{key}': ...}} is not a setting of {cls.__name__}: use {', '.join(sorted(k for k in known if k not in OWN_ARGUMENTS[group]))}")
+        if key.startswith("_"):
+            raise ConfigError(f"{group}={{'{key}': ...}} is not a setting: give the option's settings, its class comes from the option")
+    with_defaults(cls, extra, group, API_KEYS, own=OWN_ARGUMENTS[group])  # an unknown key: one line naming the settings
     return {**values, **extra}
 
 

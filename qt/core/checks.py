@@ -133,5 +133,5 @@ def with_defaults(cls: type, values: Mapping, group: str, keys: Keys = CLI, own:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         shown = ", ".join(k for k in defaults if k not in own)
-        raise ConfigError(f"{keys.name(f'{group}.{unknown[0]}')} is not a setting of {cls.__name__}: remove it (its settings: {shown})")
+        raise ConfigError(f"{keys.name(f'{group}.{unknown[0]}')} is not a setting of {cls.__name__}: use {shown}")
     return {**{k: v for k, v in defaults.items() if v is not REQUIRED}, **given}

@@ -151,7 +151,7 @@ def test_the_memory_estimate_takes_the_constructors_arguments_and_refuses_others
     assert QuantumCircuit.memory_bytes(6, n_blocks=2, backend="fused", dtype="float64") == REGISTRY["fused"].memory_bytes(
         build_ansatz("RY", "CNOT", "chain", 6, 2), Options(dtype=torch.float64)
     )
-    with pytest.raises(ConfigError, match=r"circuit.foo is not a setting of QuantumCircuit: remove it \(its settings: n_blocks, rotation"):
+    with pytest.raises(ConfigError, match=r"circuit.foo is not a setting of QuantumCircuit: use n_blocks, rotation"):
         QuantumCircuit.memory_bytes(6, n_blocks=2, foo=1)
 
 
