@@ -99,6 +99,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
     row.update(settings_columns("trainer", nodes["trainer"], TrainerConfig))
     row.update(settings_columns("optimizer", nodes["optimizer"]))  # torch's classes: the settings the run gave
     row.update(settings_columns("model", nodes["model"]))
+    row.update(settings_columns("loss", nodes["loss"]))
     if row.get("seed") is None:  # trainer.seed reads the top-level seed; a run without a trainer node has only that
         row["seed"] = cfg.get("seed")
     if mode != "classical":
@@ -110,13 +111,17 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
 
 
 #: report columns kept under the names earlier reports gave them; every other setting is a column of its own name,
-#: a model's prefixed with ``model_`` (its ``activation`` is not the mapping's)
+#: a model's prefixed with ``model_`` (its ``activation`` is not the mapping's), a loss's with ``loss_`` (kd's ``alpha``)
 COLUMN_NAMES = {
     ("circuit", "freeze"): "frozen",
     ("mapping", "hidden"): "mapping_hidden",
     ("model", "activation"): "target_activation",
     ("model", "max_params"): "budget",
 }
+
+
+#: the groups whose settings are columns under their group's prefix
+PREFIXED = ("model", "loss")
 
 
 def settings_columns(group: str, node: dict, default: type | None = None) -> dict:
@@ -137,7 +142,7 @@ def settings_columns(group: str, node: dict, default: type | None = None) -> dic
         if block is not None:
             row.update({leaf: (value or {}).get(leaf, d) for leaf, d in constructor_defaults(block).items()})
             continue
-        name = COLUMN_NAMES.get((group, key), f"model_{key}" if group == "model" else key)
+        name = COLUMN_NAMES.get((group, key), f"{group}_{key}" if group in PREFIXED else key)
         row[name] = str(list(value)) if isinstance(value, (list, tuple)) else value
     return row
 

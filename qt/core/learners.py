@@ -167,7 +167,7 @@ class QTLearner(Learner):
     def param_table(self) -> dict[str, float | int | None]:
         table = super().param_table()
         table.update(
-            generator="quantum" if isinstance(self.circuit, QuantumCircuit) else "classical",
+            generator=getattr(self.circuit, "generator", "quantum"),
             n_qubits=self.n_qubits,
             qnn_params=sum(p.numel() for p in self.circuit.parameters()),
             mapping_params=sum(p.numel() for p in self.mapping.parameters()),

@@ -22,6 +22,7 @@ from qt.core.checks import CLI, Keys
 from qt.experiment.config import instantiate
 from qt.experiment.memory import check_memory, probe_target
 from qt.experiment.controls import qt_learner
+from qt.experiment.validation import FILL
 from qt.errors import ConfigError, QTError
 from qt.core.learners import ClassicalLearner, Learner
 from qt.training.loggers import Loggers
@@ -115,6 +116,39 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None, images: i
     chunk = int(cfg.mapping.get("chunk", 1))
     circuit, mapping = instantiate(cfg.circuit, _partial_=True), instantiate(cfg.mapping, _partial_=True)
     return qt_learner(target, cfg.get("generator", "quantum"), circuit, mapping, chunk, seed=int(cfg.trainer.seed))
+
+
+def fill_blocks(cfg: DictConfig) -> None:
+    """``n_blocks: fill`` made a number, in place: the most blocks whose QT config stays within ``max_trainable_params``.
+
+    The QT side's budget filled as ``model=cnn_budget``/``compact`` fill the classical side's: a search may vary the
+    mapping, the circuit or the target and every point trains at (just under) the budget. Counted for the QT config
+    itself (generator ``quantum``, circuit trainable), so its controls get the same block count and pair with it.
+    A validated config (``validate`` checks it at one block) is assumed.
+    """
+    if cfg.get("n_blocks") != FILL:
+        return
+    budget = int(cfg.max_trainable_params)
+
+    def trainable(n_blocks: int) -> int:
+        probe = cfg.copy()
+        probe.n_blocks, probe.mode, probe.generator = n_blocks, "qt", "quantum"
+        probe.circuit.freeze = False
+        with torch.random.fork_rng(devices=[]):
+            return int(build_learner(probe).param_table()["trainable_params"])
+
+    one, two = trainable(1), trainable(2)
+    per_block, fixed = two - one, 2 * one - two
+    if one > budget:
+        raise ConfigError(
+            f"n_blocks=fill: one block already gives {one:,} trainable parameters (mapping and circuit), over "
+            f"max_trainable_params={budget:,}: choose a smaller mapping or raise the budget"
+        )
+    n = max(1, (budget - fixed) // per_block)
+    while n > 1 and trainable(n) > budget:  # the count is linear in blocks; this guards against one that is not
+        n -= 1
+    cfg.n_blocks = n
+    log.info("n_blocks=fill: %d blocks (%s trainable of max_trainable_params=%s)", n, f"{fixed + n * per_block:,}", f"{budget:,}")
 
 
 def run_config(run_dir: Path) -> DictConfig:

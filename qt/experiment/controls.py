@@ -17,15 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from qt.core.generators import ClassicalGenerator
+from qt.core.generators import ClassicalGenerator, MPSBornMachine
 from qt.core.learners import HashedLearner, Learner, QTLearner
 
-#: where a QT run's weights come from: the circuit, the equal-budget classical generator, or HashedNets
-GENERATORS = ("quantum", "classical", "hashed")
+#: where a QT run's weights come from: the circuit, the equal-budget classical generator, the MPS Born machine, or HashedNets
+GENERATORS = ("quantum", "classical", "mps_born", "hashed")
 #: the keys that make a run a control of the QT config it otherwise equals
 CONTROL_KEYS = ("mode", "generator", "circuit.freeze", "circuit.entangle")
 #: the controls a QT group is compared with, in report order (conf/variant has one file each, and qt.yaml)
-CONTROLS = ("frozen", "classical_generator", "fixed_vector", "no_entanglement", "hashed", "classical")
+CONTROLS = ("frozen", "classical_generator", "mps_born", "fixed_vector", "no_entanglement", "hashed", "classical")
 
 
 def control_of(cfg: Any) -> str:
@@ -39,8 +39,8 @@ def control_of(cfg: Any) -> str:
     circuit = cfg.get("circuit") or {}
     frozen = bool(circuit.get("freeze"))
     generator = cfg.get("generator", "quantum")
-    if generator == "hashed":
-        return "hashed"
+    if generator in ("hashed", "mps_born"):
+        return generator
     if generator == "classical":
         return "fixed_vector" if frozen else "classical_generator"
     if frozen:
@@ -59,10 +59,19 @@ def equal_budget_generator(circuit_factory: Callable[..., nn.Module], n_qubits: 
     return ClassicalGenerator(n_qubits, n_params=circuit.ansatz.n_params, feature_seed=seed, freeze=frozen)
 
 
+def equal_budget_mps(circuit_factory: Callable[..., nn.Module], n_qubits: int, seed: int) -> nn.Module:
+    """The MPS-Born-machine control: the widest MPS over the n index bits within the circuit's parameter count, drawn from the run's seed."""
+    circuit = circuit_factory(n_qubits=n_qubits)
+    frozen = not any(p.requires_grad for p in circuit.parameters())
+    return MPSBornMachine(n_qubits, max_params=circuit.ansatz.n_params, seed=seed, freeze=frozen)
+
+
 def qt_learner(target: torch.nn.Module, generator: str, circuit: Callable, mapping: Callable, chunk: int, seed: int) -> Learner:
     """The learner of a QT config: circuit + mapping, or the control its ``generator`` names, at the same budget."""
     if generator == "classical":
         circuit = partial(equal_budget_generator, circuit, seed=seed)
+    elif generator == "mps_born":
+        circuit = partial(equal_budget_mps, circuit, seed=seed)
     learner = QTLearner(target, circuit=circuit, mapping=mapping, chunk=chunk)
     if generator == "hashed":  # the QT config's trainable count, shared by hashing instead
         return HashedLearner(target, n_values=learner.param_table()["trainable_params"], seed=seed)

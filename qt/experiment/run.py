@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import qt
-from qt.experiment.build import build_data, build_learner, build_loggers, build_optimization, check_budget, resolve_device
+from qt.experiment.build import build_data, build_learner, fill_blocks, build_loggers, build_optimization, check_budget, resolve_device
 from qt.experiment.config import diff_keys, fingerprint, resume_bound
 from qt.experiment.validation import validate
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
@@ -28,7 +28,7 @@ from qt.training.state import Diverged, Pruned, TrainerConfig
 from qt.core.targets import count_weights
 from qt.results.objectives import objective_values
 from qt.results.compat import upgrade
-from qt.results.schema import load_checkpoint, read_summary, write_summary
+from qt.results.schema import load_checkpoint, read_summary, write_predictions, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,9 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
         record(summary(status="failed", reason=f"{type(e).__name__}: {e}", finished_at=_now()))
         raise
     _one(trainer, Checkpoint).load_best(trainer)
-    done = summary(**trainer.final_metrics(), status="completed")
+    final = trainer.final_metrics()
+    write_predictions(run_dir, trainer.data.test.y, final.pop("test_predicted"))
+    done = summary(**final, status="completed")
     done["wall_time_s"] = trainer.elapsed()  # after the final evaluation
     record({**done, "finished_at": _now()})
     val = "no val split" if done["best_val_acc"] is None else f"best val acc {done['best_val_acc']:.4f}"
@@ -226,6 +228,7 @@ def run(
     """
     started, clock = _now(), time.perf_counter()
     validate(cfg)
+    fill_blocks(cfg)
     tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
     run_dir = Path(run_dir)
     fp = fingerprint(cfg)

@@ -42,7 +42,7 @@ DEVICES = ("cpu", "cuda", "auto")
 #: the groups built from a ``_target_``, checked against their class's constructor
 TARGET_GROUPS = ("dataset", "model", "circuit", "mapping", "optimizer", "scheduler", "loss")
 #: top-level keys and their types
-TOP_LEVEL = {"seed": int, "n_blocks": int, "mode": str, "generator": str, "max_trainable_params": int | None}
+TOP_LEVEL = {"seed": int, "n_blocks": int | str, "mode": str, "generator": str, "max_trainable_params": int | None}
 
 
 def _describe(hint: Any) -> str:
@@ -218,8 +218,24 @@ def check_values(cfg: DictConfig) -> None:
         check_qt_settings(cfg.circuit, cfg.mapping)
 
 
+#: ``n_blocks: fill``: the most blocks within ``max_trainable_params`` (``qt.experiment.build.fill_blocks``)
+FILL = "fill"
+
+
 def validate(cfg: DictConfig) -> None:
-    """Types, then ranges and consistency: the first problem as one line (ConfigError)."""
+    """Types, then ranges and consistency: the first problem as one line (ConfigError).
+
+    ``n_blocks=fill`` needs a budget, and the rest of the config is checked as it would be at one block.
+    """
+    blocks = cfg.get("n_blocks")
+    if isinstance(blocks, str):
+        if blocks != FILL:
+            raise ConfigError(f"n_blocks must be an integer or fill (got '{blocks}'): e.g. n_blocks=16, or n_blocks=fill with max_trainable_params=N")
+        if cfg.get("max_trainable_params") is None:
+            raise ConfigError("n_blocks=fill fills a trainable budget: set max_trainable_params=N (e.g. 697)")
+        probe = cfg.copy()
+        probe.n_blocks = 1
+        return validate(probe)
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve

@@ -8,6 +8,8 @@ Run dir layout::
                             the epoch's training steps; validation and checkpoints not included)
     summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
     curves.png              loss and accuracy curves
+    test_predictions.npz    per test image, in the test set's order: ``label`` and ``predicted`` class of the kept
+                            model (completed runs; the paired tests over seeds and images read them)
     checkpoints/last.pt     full training state for resume (written atomically)
     checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
 
@@ -35,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from qt.errors import QTError
@@ -163,6 +166,25 @@ def read_summary(run_dir: Path) -> dict | None:
         log.warning("%s is not readable JSON: the run is treated as having no summary", path)
         return None
     return summary if isinstance(summary, dict) else None
+
+
+#: the per-image test predictions of a completed run
+PREDICTIONS = "test_predictions.npz"
+
+
+def write_predictions(run_dir: Path, label: torch.Tensor, predicted: torch.Tensor) -> None:
+    """The kept model's class for every test image, beside the label (int16, compressed: a few KB for 10,000 images)."""
+    arrays = {"label": label.detach().cpu().numpy().astype(np.int16), "predicted": predicted.detach().cpu().numpy().astype(np.int16)}
+    atomic_write(Path(run_dir) / PREDICTIONS, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(label, predicted) per test image of a run; None for a run without them (older, or not completed)."""
+    path = Path(run_dir) / PREDICTIONS
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return z["label"], z["predicted"]
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:

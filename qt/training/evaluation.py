@@ -10,31 +10,38 @@ from qt.core.learners import Learner
 from qt.training.data import Split
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a learner's current weights, or of any classifier, on a split.
 
     A learner generates its weights once for the whole split. The model's train/eval mode is
     restored afterwards.
     """
+    loss, acc, _ = predict(model, split, batch_size)
+    return loss, acc
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split, batch_size: int) -> tuple[float, float, torch.Tensor]:
+    """:func:`evaluate`'s (mean cross-entropy, accuracy), and the predicted class of every example, in the split's order."""
     was_training = model.training
     model.eval()
     try:
         if isinstance(model, Learner):
             weights = model.weights()
-            predict = lambda x: model(x, weights)  # noqa: E731
+            forward = lambda x: model(x, weights)  # noqa: E731
         else:
-            predict = model
-        loss, correct = 0.0, 0
+            forward = model
+        loss, correct, predicted = 0.0, 0, []
         for i in range(0, len(split), batch_size):
             x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
-            logits = predict(x)
+            logits = forward(x)
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
+            predicted.append(logits.argmax(1))
+            correct += int((predicted[-1] == y).sum())
     finally:
         model.train(was_training)
     n = max(len(split), 1)
-    return loss / n, correct / n
+    return loss / n, correct / n, torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
 
 
 def grad_norms(groups: dict[str, list[nn.Parameter]]) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from qt.core.learners import Learner
 from qt.training.callbacks import Callback
 from qt.training.data import DataSplits, Split
-from qt.training.evaluation import clip_, evaluate, grad_norms
+from qt.training.evaluation import clip_, evaluate, grad_norms, predict
 from qt.training.state import Diverged, TrainerConfig, TrainState, epoch_order, zero_acc
 
 Factory = Callable[..., object]
@@ -166,14 +166,15 @@ class Trainer:
     def final_metrics(self) -> dict:
         """The learner as it is now (the kept model, once a Checkpoint callback put it back) on train, val and test.
 
-        The test set's only use. ``test_subset``: also the accuracy on that many test images drawn
+        The test set's only use. ``test_predicted``: the class predicted for each test image, in order.
+        ``test_subset``: also the accuracy on that many test images drawn
         at random with the run's seed, the way the authors report theirs (1,000 of 10,000).
         """
         bs, test = self.cfg.eval_batch_size, self.data.test
         train_loss, train_acc = evaluate(self.learner, self.data.train, bs)
         val_loss, val_acc = evaluate(self.learner, self.data.val, bs) if self.has_val else (None, None)
-        test_loss, test_acc = evaluate(self.learner, test, bs)
-        out = {"best_val_acc": val_acc, "best_epoch": self.state.best_epoch, "val_loss": val_loss, "test_acc": test_acc}
+        test_loss, test_acc, predicted = predict(self.learner, test, bs)
+        out = {"best_val_acc": val_acc, "best_epoch": self.state.best_epoch, "val_loss": val_loss, "test_acc": test_acc, "test_predicted": predicted}
         out |= {"test_loss": test_loss, "train_acc": train_acc, "train_loss": train_loss}
         if self.cfg.test_subset:
             idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(self.cfg.seed)))[: int(self.cfg.test_subset)]

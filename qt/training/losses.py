@@ -19,14 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qt.core.checks import number
 from qt.errors import ConfigError
 
 
 class CrossEntropy(nn.Module):
+    """Cross-entropy with the labels; ``label_smoothing`` mixes each target with the uniform distribution (torch's)."""
+
     name = "ce"
 
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        if not 0 <= number(label_smoothing, "loss.label_smoothing") < 1:
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1) (got {label_smoothing}): e.g. loss.label_smoothing=0.1")
+        self.label_smoothing = float(label_smoothing)
+
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
 
 class Distillation(nn.Module):

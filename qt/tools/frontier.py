@@ -1,0 +1,152 @@
+"""The frontier study (docs/frontier.md): its jobs in order, run in parts, and its small files kept in the repository.
+
+    python -m qt.tools.frontier list
+    python -m qt.tools.frontier run  --out DIR --data DATA --results docs/results/frontier [STAGE ...]
+    python -m qt.tools.frontier collect --out DIR --results docs/results/frontier
+
+A stage is a list of jobs; a job is one multirun (``python -m qt.train -m ...``) in its own sweep dir
+``DIR/JOB``. Every job resumes: a named search keeps its study in its sweep dir, a grid skips finished
+runs and continues interrupted ones from their checkpoints, so ``run`` after a kill (or at the next
+working session) goes on where the study stopped. Run it from a clone of a fixed commit outside the
+work tree (``git clone -q REPO /work/frontier/qt && git -C /work/frontier/qt checkout COMMIT``), so
+later edits cannot change a running study; ``--results`` points back into the work tree.
+
+After each job, ``collect`` copies each finished run's small files (summary.json, metrics.csv,
+test_predictions.npz, the .hydra record) and the sweep's trials.csv / sweep_summary.json to
+``RESULTS/JOB/``: no checkpoints, nothing of a run still going. ``qt.report`` reads that folder as it
+reads outputs/, so the report regenerates from the repository alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from qt.analysis.runs import find_run_dirs
+from qt.results.schema import PREDICTIONS, read_summary
+
+#: the budgets searched (QT's trainable counts of mnist_700 and mnist_1500)
+BUDGETS = (697, 1369)
+#: short name -> the dataset option
+DATASETS = {"mnist": "mnist", "fmnist": "fashion_mnist"}
+#: the searched methods -> the key that sets their budget
+SEARCHES = {"compact": "model.max_params", "qt": "max_trainable_params", "hashed": "max_trainable_params"}
+#: the files of a finished run that the repository keeps (paths inside its run dir)
+RUN_FILES = ("summary.json", "metrics.csv", PREDICTIONS, ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+#: of a search's trials, the summary and curves only (the sweep's tables say what was chosen; no trial is reported)
+TRIAL_FILES = ("summary.json", "metrics.csv")
+#: the files of a sweep dir that the repository keeps
+SWEEP_FILES = ("trials.csv", "sweep_summary.json")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One multirun: ``name`` is its sweep dir under the output root (and its folder under the results);
+    ``keep``: the files of each finished run that the repository keeps."""
+
+    name: str
+    overrides: tuple[str, ...]
+    keep: tuple[str, ...] = RUN_FILES
+
+
+def _anchor(model: str, suffix: str, seeds: str, *extra: str) -> Job:
+    return Job(f"anchors/{model}{suffix}", (f"experiment=anchor_{model}", f"seed={seeds}", *extra))
+
+
+def stages() -> dict[str, list[Job]]:
+    """The study's stages, in the order ``run`` takes them."""
+    out = {
+        "anchors": [_anchor("697", "", "0,1,2,3,4"), _anchor("997", "", "0,1,2,3,4")],
+    }
+    for budget in BUDGETS:
+        for short, dataset in DATASETS.items():
+            out[f"search_{short}_{budget}"] = [
+                Job(f"search/{method}_{short}_{budget}", (f"+sweep=frontier_{method}", f"dataset={dataset}", f"{key}={budget}"), TRIAL_FILES)
+                for method, key in SEARCHES.items()
+            ]
+    out["anchors_long"] = [
+        _anchor("697", "_long", "0,1,2", "trainer.epochs=100", "scheduler=plateau", "scheduler.factor=0.25", "scheduler.patience=50"),
+        _anchor("997", "_long", "0,1,2", "trainer.epochs=100", "scheduler=plateau", "scheduler.factor=0.1", "scheduler.patience=8"),
+    ]
+    return out
+
+
+def command(job: Job, out: Path, data: Path, launcher: str) -> list[str]:
+    """The job's command line."""
+    return [sys.executable, "-m", "qt.train", "-m", *job.overrides, f"paths.data_dir={data}", f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={out / job.name}"]  # fmt: skip
+
+
+def collect(out: Path, results: Path, jobs: list[Job] | None = None) -> int:
+    """Copy the small files of every finished run (and each sweep's tables) from ``out`` to ``results``; returns the files written.
+
+    A run still going (no summary, or status running) is left out; a file already there with the same bytes is not
+    rewritten, so repeated collects change only what changed.
+    """
+    written = 0
+    known = {job.name: job.keep for jobs_ in stages().values() for job in jobs_}
+    names = [j.name for j in jobs] if jobs is not None else [p.relative_to(out).as_posix() for p in sorted(out.glob("*/*")) if p.is_dir()]
+    for name in names:
+        keep = known.get(name, RUN_FILES)
+        sweep = out / name
+        if not sweep.is_dir():
+            continue
+        pairs = [(sweep / f, results / name / f) for f in SWEEP_FILES]
+        for run_dir in find_run_dirs(sweep):
+            summary = read_summary(run_dir)
+            if summary is None or summary.get("status") == "running":
+                continue
+            rel = run_dir.relative_to(out)
+            pairs += [(run_dir / f, results / rel / f) for f in keep]
+        for src, dest in pairs:
+            if src.is_file() and not (dest.is_file() and filecmp.cmp(src, dest, shallow=False)):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+                written += 1
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qt.tools.frontier", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="the stages and their commands")
+    for action in ("run", "collect"):
+        p = sub.add_parser(action)
+        p.add_argument("stages", nargs="*", help="stages to take (default: all, in order)")
+        p.add_argument("--out", type=Path, required=True, help="output root (outside the repository's tree)")
+        p.add_argument("--results", type=Path, required=True, help="where the small files go (docs/results/frontier)")
+        if action == "run":
+            p.add_argument("--data", type=Path, required=True, help="paths.data_dir")
+            p.add_argument("--launcher", default="parallel", help="hydra/launcher (parallel: two 1-thread jobs)")
+    args = parser.parse_args(argv)
+    plan = stages()
+    if args.action == "list":
+        for stage, jobs in plan.items():
+            for job in jobs:
+                print(f"{stage:18s} {job.name:28s} {' '.join(job.overrides)}")
+        return 0
+    unknown = [s for s in args.stages if s not in plan]
+    if unknown:
+        print(f"error: unknown stage(s) {unknown}: choose from {', '.join(plan)}", file=sys.stderr)
+        return 2
+    chosen = [job for stage in (args.stages or list(plan)) for job in plan[stage]]
+    if args.action == "collect":
+        print(f"{collect(args.out.resolve(), args.results, chosen)} files written to {args.results}")
+        return 0
+    for job in chosen:
+        cmd = command(job, args.out.resolve(), args.data.resolve(), args.launcher)
+        print("$", " ".join(cmd), flush=True)
+        code = subprocess.run(cmd).returncode
+        print(f"{job.name}: exit {code}; {collect(args.out.resolve(), args.results, [job])} files collected", flush=True)
+        if code not in (0, 1):  # 1: a sweep whose trials all failed says so and exits 1: the study goes on
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
