@@ -75,6 +75,9 @@ ADDED = (
     Added("circuit.gradient", "adjoint", "14ce33c"),
     Added("circuit.noise", NOISELESS, "14ce33c"),
     Added("circuit.spsa", {"perturbation": 0.1, "decay": 0.101, "resamplings": 1}, "14ce33c"),  # unused by adjoint
+    Added("loss.label_smoothing", 0.0, "f0bff64", only_for="CrossEntropy"),
+    Added("model.dropout", 0.0, "f0bff64", only_for="SimpleCNN"),
+    Added("model.dropout", 0.0, "f0bff64", only_for="BudgetCNN"),
 )
 
 
