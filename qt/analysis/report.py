@@ -20,6 +20,11 @@ embedded; opens without a server). Sections:
   the small network trained directly at QT's trainable count (Welch's interval);
 * QT against other networks trained directly on the same dataset (a small target against the
   large one QT generates): unpaired differences with Welch's 95 % interval;
+* the frontier (:mod:`qt.analysis.frontier`), where the runs hold configurations of two or more methods
+  with two or more seeds each: one point per configuration (test accuracy mean ± std, trainable
+  parameters, deployed weights; ``frontier.csv``) and its figure; and QT against every other method at
+  the same dataset, budget and epochs, with the paired bootstrap over seeds and test images and Holm's
+  adjustment across them;
 * runs that failed, diverged or did not finish, each with its reason (never dropped);
 * plots: test accuracy vs trainable parameters, one panel and Pareto front per dataset, accuracy vs
   n_blocks per circuit, learning curves of the best run of each group, and for an Optuna
@@ -47,6 +52,7 @@ from qt.analysis.runs import learning_curves, load_runs
 from qt.results.objectives import pareto_front
 from qt.results.plots import pyplot
 from qt.errors import QTError
+from qt.analysis.frontier import budget_comparisons, frontier_points, plot_frontier
 from qt.analysis.stats import DESCRIBE, comparisons
 from qt.sweeps.study import make_storage
 
@@ -350,6 +356,28 @@ def baseline_note(df: pd.DataFrame) -> str | None:
             "model, so the QT rows can be compared with the network trained directly.")
 
 
+FRONTIER_HOW = ("One point per configuration with two or more seeds: test accuracy mean ± std over seeds, its trainable "
+                "parameters and the weights it deploys (the target's). frontier.csv holds the points.")
+BUDGET_HOW = ("QT minus each other method at the same dataset, budget and epochs, over the seeds both ran: 95 % interval and "
+              "two-sided p from the paired bootstrap over seeds and test images (qt.analysis.stats.seed_image_bootstrap); "
+              "Holm's adjustment across every row of this table.")
+
+
+def frontier_table(points: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["dataset", "method", "budget", "epochs", "trainable", "deployed weights", "n", "test acc (%)"]
+    rows = [[p.dataset, p.method, _fmt(p.budget), _fmt(p.epochs), f"{p.trainable_params:,}", f"{p.deployed_weights:,}", str(p.n),
+             _pm(p.mean, p.std, p.n)] for p in points.itertuples()]  # fmt: skip
+    return header, rows
+
+
+def budget_table(diff: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["dataset", "budget", "epochs", "against", "seeds", "QT (trainable)", "other (trainable)", "QT − other, 95 % interval", "p", "p (Holm)"]
+    rows = [[d.dataset, _fmt(d.budget), _fmt(d.epochs), d.control, str(d.n_qt), f"{100 * d.qt_mean:.2f} ({d.qt_params:,})",
+             f"{100 * d.control_mean:.2f} ({d.control_params:,})", f"{100 * d.diff_mean:+.2f} [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]",
+             _fmt(d.p_value, 3), _fmt(d.p_holm, 3)] for d in diff.itertuples()]  # fmt: skip
+    return header, rows
+
+
 # -- plots ---------------------------------------------------------------------------------
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -479,6 +507,9 @@ def report_figures(df: pd.DataFrame, grouped: pd.DataFrame, inputs: list[Path], 
     """(caption, figure, or why there is none) for every plot of the report."""
     figures = [("Test accuracy vs trainable parameters", plot_acc_vs_params(df)),
                ("Accuracy vs n_blocks", plot_acc_vs_blocks(df))]
+    frontier = plot_frontier(frontier_points(df))
+    if frontier is not None:
+        figures.insert(0, ("The frontier: test accuracy vs trainable parameters and vs deployed weights (mean, ± 1 std over seeds)", frontier))
     if not grouped.empty:
         best = grouped.sort_values(["test_acc_mean", "best_run"], ascending=[False, True]).head(curves)
         figures.append(("Learning curves (best run of the top groups)", plot_val_curves(list(best.best_run), curve_labels(best))))
@@ -557,9 +588,16 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
+    points, at_budget = frontier_points(df), budget_comparisons(df)
     diff = comparisons(df, against=against)
-    if not diff.empty:
-        diff.to_csv(out / "comparisons.csv", index=False)
+    frames = [f for f in (diff, at_budget) if not f.empty]
+    if frames:  # every comparison, the bootstrap ones at the budgets included
+        pd.concat(frames, ignore_index=True).to_csv(out / "comparisons.csv", index=False)
+    if points.method.nunique() >= 2:
+        points.to_csv(out / "frontier.csv", index=False)
+        table_section("Frontier", *frontier_table(points), "", FRONTIER_HOW)
+    if not at_budget.empty:
+        table_section("QT against every method at its budget (seeds and test images)", *budget_table(at_budget), "", BUDGET_HOW)
     for heading, table, how in COMPARISON_SECTIONS:
         cheader, crows = table(diff)
         if crows:

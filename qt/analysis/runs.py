@@ -94,6 +94,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
         variant=control_of(cfg) if cfg else choices.get("variant"),
         **{group: choices.get(group) or _short(nodes[group].get("_target_")) for group in ("model", "optimizer", "loss")},
         scheduler=choices.get("scheduler") or _short(nodes["scheduler"].get("_target_")) or "none",
+        max_trainable_params=cfg.get("max_trainable_params"),
         **run_keys(cfg),
     )
     row.update(settings_columns("trainer", nodes["trainer"], TrainerConfig))
@@ -176,7 +177,7 @@ COLUMNS = [
     "target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio",
     "first_step_loss", "best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss",
     "test_loss", "gen_gap", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s", "qpu_executions",
-    "qpu_shots", "teacher_test_acc", "budget", "group_key", "training_key", "schema_version",
+    "qpu_shots", "teacher_test_acc", "budget", "max_trainable_params", "group_key", "training_key", "schema_version",
 ]  # fmt: skip
 
 

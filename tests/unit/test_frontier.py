@@ -7,12 +7,15 @@ import math
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from torch import nn
 
+from qt.analysis.frontier import budget_comparisons, frontier_points, plot_frontier
+from qt.analysis.stats import holm, seed_image_bootstrap
 from qt.core.generators import MPSBornMachine, mps_params
 from qt.core.learners import QTLearner
 from qt.core.mapping import MLPMapping
@@ -249,3 +252,66 @@ def test_collect_keeps_finished_runs_small_files_only(tmp_path):
     assert frontier.collect(out, results, jobs) == 0  # unchanged files are not rewritten
     search = next(j for j in frontier.stages()["search_mnist_697"] if j.name.startswith("search/qt"))
     assert "test_predictions.npz" not in search.keep and "+sweep=frontier_qt" in search.overrides
+
+
+def test_seed_image_bootstrap_and_holm():
+    rng = np.random.default_rng(0)
+    a = (rng.random((5, 2000)) < 0.95).astype(float)
+    same = seed_image_bootstrap(a, a)
+    assert same[:3] == (0.0, 0.0, 0.0) and same[3] == 1.0
+    b = a.copy()
+    b[:, :100] = 1 - b[:, :100]  # b wrong where a is right on 100 images (and the reverse where a was wrong)
+    diff, low, high, p = seed_image_bootstrap(a, b)
+    assert diff == pytest.approx((a - b).mean()) and low <= diff <= high
+    back = seed_image_bootstrap(b, a)
+    assert back[0] == pytest.approx(-diff) and back[3] == pytest.approx(p)
+    noise = (rng.random((5, 2000)) < 0.95).astype(float)  # another network, equally good: no evidence of a difference
+    assert seed_image_bootstrap(a, noise)[3] > 0.05
+    # the seeds are resampled too: a difference that one seed carries alone is less sure than the same total spread
+    # over every seed (an image-only bootstrap could not tell the two apart)
+    ones = np.ones((5, 2000))
+    one_seed, every_seed = ones.copy(), ones.copy()
+    one_seed[0, :300] = 0
+    for s in range(5):
+        every_seed[s, 60 * s : 60 * (s + 1)] = 0
+    lumpy, even = seed_image_bootstrap(ones, one_seed), seed_image_bootstrap(ones, every_seed)
+    assert lumpy[0] == pytest.approx(even[0]) and lumpy[2] - lumpy[1] > 2 * (even[2] - even[1])
+    adjusted = holm([0.01, 0.04, float("nan"), 0.03])
+    assert adjusted[:2] + adjusted[3:] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[2])
+
+
+def _fake_runs(tmp_path, labels: np.ndarray) -> pd.DataFrame:
+    """QT, HashedNets and a compact network at 697 on mnist, 3 seeds each, with saved predictions; a single-seed search trial."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for variant, model, acc, key in (("qt", "cnn_qtt", 0.98, "q"), ("hashed", "cnn_qtt", 0.96, "h"), ("classical", "compact", 0.97, "c"), ("classical", "compact", 0.5, "trial")):
+        for seed in (0, 1, 2) if key != "trial" else (0,):
+            run = tmp_path / f"{key}{seed}"
+            predicted = np.where(rng.random(len(labels)) < acc, labels, (labels + 1) % 10)
+            write_predictions(run, torch.as_tensor(labels), torch.as_tensor(predicted))
+            rows.append(dict(run_dir=str(run), status="completed", dataset="mnist", variant=variant, model=model, seed=seed, epochs=20,
+                             test_acc=float((predicted == labels).mean()), group_key=key, max_trainable_params=697 if variant != "classical" else None,
+                             budget=697 if variant == "classical" else None, trainable_params=690 if variant != "classical" else 680,
+                             target_weights=6690 if variant != "classical" else 680, experiment=None))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_frontier_and_the_comparisons_at_a_budget(tmp_path):
+    labels = np.arange(3000) % 10
+    df = _fake_runs(tmp_path, labels)
+    points = frontier_points(df)
+    assert sorted(points.method) == ["direct compact", "hashed", "qt"] and set(points.n) == {3}  # the single trial is no point
+    qt_point = points[points.method == "qt"].iloc[0]
+    assert qt_point.deployed_weights == 6690 and qt_point.trainable_params == 690 and qt_point.budget == 697
+    at = budget_comparisons(df, reps=500)
+    assert sorted(at.control) == ["direct compact", "hashed"] and set(at.n_qt) == {3}
+    for row in at.itertuples():
+        qt_acc = df[df.group_key == "q"].test_acc.mean()
+        other = df[(df.group_key == ("h" if row.control == "hashed" else "c"))].test_acc.mean()
+        assert row.diff_mean == pytest.approx(qt_acc - other) and row.ci_low < row.diff_mean < row.ci_high
+        assert row.p_holm >= row.p_value and row.comparison.startswith("paired bootstrap")
+    assert at.set_index("control").loc["hashed", "ci_low"] > 0  # 98 % against 96 % on 3 x 3,000 images: clear
+    (tmp_path / "h1" / "test_predictions.npz").unlink()  # a run without predictions: the seed-only interval, no p-value
+    fallback = budget_comparisons(df, reps=500).set_index("control").loc["hashed"]
+    assert fallback.comparison.startswith("paired t") and math.isnan(fallback.p_value)
+    assert plot_frontier(points) is not None and plot_frontier(points[points.method == "qt"]) is None
