@@ -28,7 +28,7 @@ from qt.results.schema import read_predictions
 
 #: frontier.csv's columns
 POINT_COLUMNS = ["dataset", "method", "budget", "epochs", "trainable_params", "deployed_weights", "n", "mean", "std", "ci_low",
-                 "ci_high", "experiment", "model", "group_key", "run_dirs"]  # fmt: skip
+                 "ci_high", "rank_init", "rank_final", "experiment", "model", "group_key", "run_dirs"]  # fmt: skip
 
 
 def method_of(df: pd.DataFrame) -> pd.Series:
@@ -61,6 +61,7 @@ def frontier_points(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
             "dataset": first.dataset, "method": method, "budget": first.budget_, "epochs": first.get("epochs"),
             "trainable_params": int(first.trainable_params), "deployed_weights": int(first.target_weights), "n": len(values),
             "mean": mean, "std": float(np.std(values, ddof=1)), "ci_low": low, "ci_high": high,
+            **{k: g[k].mean() if k in g.columns and g[k].notna().any() else None for k in ("rank_init", "rank_final")},
             "experiment": first.get("experiment"), "model": first.get("model"), "group_key": key,
             "run_dirs": ";".join(sorted(map(str, g.run_dir))),
         })  # fmt: skip

@@ -357,16 +357,17 @@ def baseline_note(df: pd.DataFrame) -> str | None:
 
 
 FRONTIER_HOW = ("One point per configuration with two or more seeds: test accuracy mean ± std over seeds, its trainable "
-                "parameters and the weights it deploys (the target's). frontier.csv holds the points.")
+                "parameters and the weights it deploys (the target's); the effective dimension is the rank of the generator's "
+                "dp/dtheta (python -m qt.tools.rank; – where not measured). frontier.csv holds the points.")
 BUDGET_HOW = ("QT minus each other method at the same dataset, budget and epochs, over the seeds both ran: 95 % interval and "
               "two-sided p from the paired bootstrap over seeds and test images (qt.analysis.stats.seed_image_bootstrap); "
               "Holm's adjustment across every row of this table.")
 
 
 def frontier_table(points: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "method", "budget", "epochs", "trainable", "deployed weights", "n", "test acc (%)"]
-    rows = [[p.dataset, p.method, _fmt(p.budget), _fmt(p.epochs), f"{p.trainable_params:,}", f"{p.deployed_weights:,}", str(p.n),
-             _pm(p.mean, p.std, p.n)] for p in points.itertuples()]  # fmt: skip
+    header = ["dataset", "method", "budget", "epochs", "trainable", "deployed weights", "effective dimension (init / end)", "n", "test acc (%)"]
+    rows = [[p.dataset, p.method, _fmt(p.budget), _fmt(p.epochs), f"{p.trainable_params:,}", f"{p.deployed_weights:,}",
+             f"{_fmt(p.rank_init)} / {_fmt(p.rank_final)}", str(p.n), _pm(p.mean, p.std, p.n)] for p in points.itertuples()]  # fmt: skip
     return header, rows
 
 

@@ -15,6 +15,7 @@ written by a newer schema are reported with status ``unsupported``, not crashed 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from qt.experiment.controls import control_of
 from qt.experiment.validation import settings_class
 from qt.training.state import TrainerConfig
 from qt.results.compat import upgrade, upgrade_choices
-from qt.results.schema import SCHEMA_VERSION, read_summary
+from qt.results.schema import RANK, SCHEMA_VERSION, read_summary
 from qt.analysis.stats import run_keys
 from qt.sweeps.study import make_storage
 
@@ -177,7 +178,7 @@ COLUMNS = [
     "target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio",
     "first_step_loss", "best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss",
     "test_loss", "gen_gap", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s", "qpu_executions",
-    "qpu_shots", "teacher_test_acc", "budget", "max_trainable_params", "group_key", "training_key", "schema_version",
+    "qpu_shots", "teacher_test_acc", "rank_init", "rank_final", "rank_params", "budget", "max_trainable_params", "group_key", "training_key", "schema_version",
 ]  # fmt: skip
 
 
@@ -197,8 +198,19 @@ def flatten_run(run_dir: Path) -> dict:
             return {**row, "schema_version": version, "status": "unsupported", "reason": reason}
         row.update(_summary_fields(summary))
         cfg = summary.get("config") or {}
+    rank = _rank(run_dir)
+    if rank:
+        row.update(rank_init=rank.get("init"), rank_final=rank.get("final"), rank_params=rank.get("params"))
     row.update(_config_fields(upgrade(cfg), _choices(run_dir)))  # an older qt's run: today's names and meanings
     return row
+
+
+def _rank(run_dir: Path) -> dict | None:
+    """The run's ``generator_rank.json`` (``python -m qt.tools.rank``), if it has a readable one."""
+    try:
+        return json.loads((run_dir / RANK).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def find_run_dirs(path: Path) -> list[Path]:

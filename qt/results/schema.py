@@ -8,6 +8,7 @@ Run dir layout::
                             the epoch's training steps; validation and checkpoints not included)
     summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
     curves.png              loss and accuracy curves
+    generator_rank.json     written by ``python -m qt.tools.rank`` after the run: the effective dimension of its generator
     test_predictions.npz    per test image, in the test set's order: ``label`` and ``predicted`` class of the kept
                             model (completed runs; the paired tests over seeds and images read them)
     checkpoints/last.pt     full training state for resume (written atomically)
@@ -170,6 +171,8 @@ def read_summary(run_dir: Path) -> dict | None:
 
 #: the per-image test predictions of a completed run
 PREDICTIONS = "test_predictions.npz"
+#: the effective dimension of a run's generator (``qt.tools.rank``)
+RANK = "generator_rank.json"
 
 
 def write_predictions(run_dir: Path, label: torch.Tensor, predicted: torch.Tensor) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qt.analysis.runs import find_run_dirs
-from qt.results.schema import PREDICTIONS, read_summary
+from qt.results.schema import PREDICTIONS, RANK, read_summary
 
 #: the budgets searched (QT's trainable counts of mnist_700 and mnist_1500)
 BUDGETS = (697, 1369)
@@ -37,7 +37,7 @@ DATASETS = {"mnist": "mnist", "fmnist": "fashion_mnist"}
 #: the searched methods -> the key that sets their budget
 SEARCHES = {"compact": "model.max_params", "qt": "max_trainable_params", "hashed": "max_trainable_params"}
 #: the files of a finished run that the repository keeps (paths inside its run dir)
-RUN_FILES = ("summary.json", "metrics.csv", PREDICTIONS, ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+RUN_FILES = ("summary.json", "metrics.csv", PREDICTIONS, RANK, ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 #: of a search's trials, the summary and curves only (the sweep's tables say what was chosen; no trial is reported)
 TRIAL_FILES = ("summary.json", "metrics.csv")
 #: the files of a sweep dir that the repository keeps
@@ -76,10 +76,10 @@ def stages() -> dict[str, list[Job]]:
     return out
 
 
-def command(job: Job, out: Path, data: Path, launcher: str) -> list[str]:
-    """The job's command line."""
+def command(job: Job, out: Path, data: Path, launcher: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The job's command line (``extra``: overrides appended, for a quick look at a stage: not the study's runs)."""
     return [sys.executable, "-m", "qt.train", "-m", *job.overrides, f"paths.data_dir={data}", f"hydra/launcher={launcher}",
-            f"hydra.sweep.dir={out / job.name}"]  # fmt: skip
+            f"hydra.sweep.dir={out / job.name}", *extra]  # fmt: skip
 
 
 def collect(out: Path, results: Path, jobs: list[Job] | None = None) -> int:
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         if action == "run":
             p.add_argument("--data", type=Path, required=True, help="paths.data_dir")
             p.add_argument("--launcher", default="parallel", help="hydra/launcher (parallel: two 1-thread jobs)")
+            p.add_argument("--extra", nargs="*", default=[], help="overrides appended to every job (a quick look, e.g. "
+                           "trainer.epochs=1 dataset=mnist_5k; not the study)")
     args = parser.parse_args(argv)
     plan = stages()
     if args.action == "list":
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{collect(args.out.resolve(), args.results, chosen)} files written to {args.results}")
         return 0
     for job in chosen:
-        cmd = command(job, args.out.resolve(), args.data.resolve(), args.launcher)
+        cmd = command(job, args.out.resolve(), args.data.resolve(), args.launcher, tuple(args.extra))
         print("$", " ".join(cmd), flush=True)
         code = subprocess.run(cmd).returncode
         print(f"{job.name}: exit {code}; {collect(args.out.resolve(), args.results, [job])} files collected", flush=True)

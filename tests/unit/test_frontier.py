@@ -16,7 +16,7 @@ from torch import nn
 
 from qt.analysis.frontier import budget_comparisons, frontier_points, plot_frontier
 from qt.analysis.stats import holm, seed_image_bootstrap
-from qt.core.generators import MPSBornMachine, mps_params
+from qt.core.generators import MPSBornMachine, effective_dimension, mps_bonds, mps_params
 from qt.core.learners import QTLearner
 from qt.core.mapping import MLPMapping
 from qt.core.quantum.circuit import QuantumCircuit
@@ -25,7 +25,11 @@ from qt.errors import ConfigError
 from qt.experiment.build import build_learner, fill_blocks
 from qt.experiment.config import compose_config
 from qt.experiment.controls import CONTROLS, control_of, qt_learner
+from qt.experiment.config import fingerprint
+from qt.experiment.run import setup
 from qt.experiment.validation import validate
+from qt.tools.rank import initial_learner
+from qt.training.state import TrainerConfig
 from qt.results.schema import read_predictions, write_predictions
 from qt.tools import frontier
 from qt.training.losses import CrossEntropy
@@ -315,3 +319,26 @@ def test_the_frontier_and_the_comparisons_at_a_budget(tmp_path):
     fallback = budget_comparisons(df, reps=500).set_index("control").loc["hashed"]
     assert fallback.comparison.startswith("paired t") and math.isnan(fallback.p_value)
     assert plot_frontier(points) is not None and plot_frontier(points[points.method == "qt"]) is None
+
+
+def test_effective_dimension_counts_the_directions_a_generator_can_move_its_distribution():
+    torch.manual_seed(0)
+    product = QuantumCircuit(n_qubits=5, n_blocks=4, entangle=False, dtype="float64")
+    assert effective_dimension(product) == 5  # 20 angles, a product of 5 marginals
+    assert effective_dimension(QuantumCircuit(n_qubits=5, n_blocks=4, dtype="float64")) > 5
+    mps = MPSBornMachine(6, max_params=80, seed=0).double()
+    bonds = mps_bonds(6, mps.bond)
+    gauge = sum(d * d for d in bonds[1:-1])  # an invertible matrix on each inner bond changes nothing, nor does the scale
+    assert effective_dimension(mps) == mps_params(6, mps.bond) - gauge - 1
+    assert effective_dimension(QuantumCircuit(n_qubits=5, n_blocks=4, freeze=True, dtype="float64")) == 0
+
+
+def test_the_rank_tool_draws_the_run_s_own_initial_learner(tmp_path):
+    cfg = compose_config(["n_blocks=2", "mapping=medium_7", "trainer.threads=1"])
+    validate(cfg)
+    tcfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    trainer, _ = setup(cfg, tcfg, tmp_path, fingerprint(cfg))
+    ours = initial_learner(cfg)
+    theirs = trainer.learner.circuit.state_dict()
+    assert theirs.keys() == ours.circuit.state_dict().keys()
+    assert all(torch.equal(v, ours.circuit.state_dict()[k]) for k, v in theirs.items())
