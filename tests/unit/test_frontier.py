@@ -4,12 +4,14 @@
 import itertools
 import json
 import math
+import shutil
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from torch import nn
@@ -342,3 +344,43 @@ def test_the_rank_tool_draws_the_run_s_own_initial_learner(tmp_path):
     theirs = trainer.learner.circuit.state_dict()
     assert theirs.keys() == ours.circuit.state_dict().keys()
     assert all(torch.equal(v, ours.circuit.state_dict()[k]) for k, v in theirs.items())
+
+
+def test_choose_writes_each_finished_search_as_an_experiment_that_builds(tmp_path):
+    conf = tmp_path / "repo" / "conf"
+    shutil.copytree(ROOT / "conf", conf, symlinks=True)
+    shutil.copytree(ROOT / "sweeps", tmp_path / "repo" / "sweeps")
+    results = tmp_path / "results"
+    best = {
+        "compact": {"model.stages": 3, "model.growth": 2.0, "model.separable": True, "model.padding": "same", "model.batch_norm": True,
+                    "model.activation": "relu", "model.hidden": 0, "model.dropout": 0.05},
+        "qt": {"model": "compact_2k", "circuit": "u3", "mapping": "medium_7", "model.dropout": 0.0},
+        "hashed": {"model": "cnn_qtt", "model.dropout": 0.1},
+    }  # fmt: skip
+    recipe = {"optimizer.lr": 0.004, "optimizer.weight_decay": 1e-3, "trainer.clip_norm": 2.5, "loss.label_smoothing": 0.05, "trainer.batch_size": 64}
+    jobs = frontier.stages()["search_mnist_697"]
+    for job in jobs:
+        method = job.name.split("/")[1].split("_")[0]
+        (results / job.name).mkdir(parents=True)
+        summary = {"n_trials": 40, "best_trial": 7, "best_value": 0.97, "best_params": {**best[method], **recipe}}
+        (results / job.name / "sweep_summary.json").write_text(json.dumps(summary))
+    unfinished = frontier.stages()["search_fmnist_697"][0]
+    (results / unfinished.name).mkdir(parents=True)
+    (results / unfinished.name / "sweep_summary.json").write_text(json.dumps({"n_trials": 12, "best_trial": 3, "best_value": 0.8, "best_params": recipe}))
+    written = frontier.choose(results, jobs + [unfinished], dest=conf / "experiment" / "frontier")
+    assert sorted(p.name for p in written) == ["compact_mnist_697.yaml", "hashed_mnist_697.yaml", "qt_mnist_697.yaml"]  # not the unfinished
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        for name, mode in (("compact", "classical"), ("qt", "qt"), ("hashed", "qt")):
+            cfg = compose(config_name="train", overrides=[f"experiment=frontier/{name}_mnist_697"])
+            validate(cfg)
+            fill_blocks(cfg)
+            table = build_learner(cfg).param_table()
+            assert cfg.mode == mode and cfg.dataset.name == "MNIST" and cfg.trainer.epochs == frontier.EPOCHS
+            assert (cfg.optimizer.lr, cfg.trainer.batch_size, cfg.loss.label_smoothing) == (0.004, 64, 0.05)
+            assert cfg.optimizer._target_ == "torch.optim.AdamW" and table["trainable_params"] <= 697
+            if name == "qt":
+                assert cfg.model.max_params == 2000 and cfg.circuit.rotation == "U3" and isinstance(cfg.n_blocks, int)
+            if name == "compact":
+                assert cfg.model.stages == 3 and cfg.model.padding == "same" and cfg.model.max_params == 697
+            if name == "hashed":
+                assert table["generator"] == "hashed" and cfg.model.dropout == 0.1
