@@ -217,7 +217,8 @@ class CompactCNN(nn.Module):
     layer and a linear classifier. ``padding``: ``valid`` or ``same`` (``stem_padding`` the
     stem's).
 
-    Widths: ``widths`` lists them (stem first, then each stage), or, with ``widths: null``,
+    Widths: ``widths`` lists them (stem first, then each stage; with ``max_params`` too, a count over it is
+    refused: the budget a listed network is compared at), or, with ``widths: null``,
     ``model.max_params=N`` fills ``stages`` stages to the budget: widths growing geometrically
     from the stem's ``w`` to the last stage's ``w * growth``, the widest that fits (:func:`widest`).
     ``widths`` records the widths built.
@@ -253,6 +254,7 @@ class CompactCNN(nn.Module):
                         depthwise_bias=depthwise_bias, stem_padding=stem_padding, padding=padding, pool=pool,
                         batch_norm=batch_norm, activation=activation, negative_slope=negative_slope, dropout=dropout,
                         dropout_after=dropout_after, hidden=hidden, init=init)  # fmt: skip
+        budget_checked = widths is not None and max_params is not None
         if widths is None:
             if max_params is None:
                 raise ConfigError("model=compact needs its widths or a budget: set model.widths=[6,5,9,10,8] or model.max_params=N")
@@ -311,6 +313,8 @@ class CompactCNN(nn.Module):
         self.widths = widths
         self.init = init
         self.reset_parameters()
+        if budget_checked and count_weights(self) > int(max_params):
+            raise ConfigError(f"model.widths={widths} has {count_weights(self):,} weights, over model.max_params={int(max_params):,}: narrow it, or set model.max_params=null")
 
     def reset_parameters(self) -> None:
         """Draw every weight by ``init`` (``torch``: each layer's own ``reset_parameters``)."""

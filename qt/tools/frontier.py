@@ -52,6 +52,10 @@ TRIAL_FILES = ("summary.json", "metrics.csv")
 SWEEP_FILES = ("trials.csv", "sweep_summary.json")
 
 
+#: seeds of the headline comparisons, per dataset (one batch: every method of a cell, same machine and threads)
+HEADLINE_SEEDS = {"mnist": 10, "fmnist": 5}
+#: QT's chosen configuration and the controls that pair with it by seed in the headline batch
+QT_AND_CONTROLS = ("qt", "mps_born", "no_entanglement", "classical_generator")
 #: the training length of every configuration the study reports (the searches' trials train 4 epochs)
 EPOCHS = 20
 #: where ``choose`` writes the chosen configurations (``experiment=frontier/NAME``)
@@ -82,6 +86,16 @@ def stages() -> dict[str, list[Job]]:
             out[f"search_{short}_{budget}"] = [
                 Job(f"search/{method}_{short}_{budget}", (f"+sweep=frontier_{method}", f"dataset={dataset}", f"{key}={budget}"), TRIAL_FILES)
                 for method, key in SEARCHES.items()
+            ]
+    for budget in BUDGETS:
+        for short in DATASETS:
+            seeds = ",".join(str(s) for s in range(HEADLINE_SEEDS[short]))
+            cell = f"headline/{short}_{budget}"
+            out[f"headline_{short}_{budget}"] = [
+                Job(f"{cell}/qt", (f"experiment=frontier/qt_{short}_{budget}", f"variant={','.join(QT_AND_CONTROLS)}", f"seed={seeds}")),
+                Job(f"{cell}/compact", (f"experiment=frontier/compact_{short}_{budget}", f"seed={seeds}")),
+                Job(f"{cell}/hashed", (f"experiment=frontier/hashed_{short}_{budget}", f"seed={seeds}")),
+                *([Job(f"{cell}/anchor_{budget}", (f"experiment=anchor_{budget}", f"seed={seeds}"))] if short == "mnist" and budget == 697 else []),
             ]
     out["anchors_long"] = [
         _anchor("697", "_long", "0,1,2", "trainer.epochs=100", "scheduler=plateau", "scheduler.factor=0.25", "scheduler.patience=50"),

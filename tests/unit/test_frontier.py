@@ -384,3 +384,16 @@ def test_choose_writes_each_finished_search_as_an_experiment_that_builds(tmp_pat
                 assert cfg.model.stages == 3 and cfg.model.padding == "same" and cfg.model.max_params == 697
             if name == "hashed":
                 assert table["generator"] == "hashed" and cfg.model.dropout == 0.1
+
+
+def test_the_headline_batch_runs_every_method_of_a_cell_on_the_same_seeds():
+    plan = frontier.stages()
+    mnist, fmnist = plan["headline_mnist_697"], plan["headline_fmnist_1369"]
+    assert [j.name for j in mnist] == ["headline/mnist_697/qt", "headline/mnist_697/compact", "headline/mnist_697/hashed", "headline/mnist_697/anchor_697"]
+    assert all("seed=0,1,2,3,4,5,6,7,8,9" in j.overrides for j in mnist) and all("seed=0,1,2,3,4" in j.overrides for j in fmnist)
+    assert "variant=qt,mps_born,no_entanglement,classical_generator" in mnist[0].overrides
+    assert list(plan).index("headline_mnist_697") > list(plan).index("search_fmnist_1369")  # after every search
+    anchor = compose_config(["experiment=anchor_697"])
+    assert anchor.model.max_params == 697  # compared at its budget; a listed network over it is refused
+    with pytest.raises(ConfigError, match="over model.max_params=600"):
+        CompactCNN(max_params=600)
