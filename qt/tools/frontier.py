@@ -77,7 +77,11 @@ def _anchor(model: str, suffix: str, seeds: str, *extra: str) -> Job:
 
 
 def stages() -> dict[str, list[Job]]:
-    """The study's stages, in the order ``run`` takes them."""
+    """The study's stages, in the order ``run`` takes them.
+
+    A job's configuration must not change once it has runs: a later commit's ``run`` resumes them, and a run dir
+    holding another config is refused (the study would stop there). New work is a new job or stage.
+    """
     out = {
         "anchors": [_anchor("697", "", "0,1,2,3,4"), _anchor("997", "", "0,1,2,3,4")],
     }
@@ -95,7 +99,8 @@ def stages() -> dict[str, list[Job]]:
                 Job(f"{cell}/qt", (f"experiment=frontier/qt_{short}_{budget}", f"variant={','.join(QT_AND_CONTROLS)}", f"seed={seeds}")),
                 Job(f"{cell}/compact", (f"experiment=frontier/compact_{short}_{budget}", f"seed={seeds}")),
                 Job(f"{cell}/hashed", (f"experiment=frontier/hashed_{short}_{budget}", f"seed={seeds}")),
-                *([Job(f"{cell}/anchor_{budget}", (f"experiment=anchor_{budget}", f"seed={seeds}"))] if short == "mnist" and budget == 697 else []),
+                *([Job(f"{cell}/anchor_{budget}", (f"experiment=anchor_{budget}", f"model.max_params={budget}", f"seed={seeds}"))]
+                  if short == "mnist" and budget == 697 else []),
             ]
     out["anchors_long"] = [
         _anchor("697", "_long", "0,1,2", "trainer.epochs=100", "scheduler=plateau", "scheduler.factor=0.25", "scheduler.patience=50"),

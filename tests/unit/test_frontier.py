@@ -393,7 +393,7 @@ def test_the_headline_batch_runs_every_method_of_a_cell_on_the_same_seeds():
     assert all("seed=0,1,2,3,4,5,6,7,8,9" in j.overrides for j in mnist) and all("seed=0,1,2,3,4" in j.overrides for j in fmnist)
     assert "variant=qt,mps_born,no_entanglement,classical_generator" in mnist[0].overrides
     assert list(plan).index("headline_mnist_697") > list(plan).index("search_fmnist_1369")  # after every search
-    anchor = compose_config(["experiment=anchor_697"])
+    anchor = compose_config(["experiment=anchor_697", *mnist[3].overrides[1:2]])
     assert anchor.model.max_params == 697  # compared at its budget; a listed network over it is refused
     with pytest.raises(ConfigError, match="over model.max_params=600"):
         CompactCNN(max_params=600)
