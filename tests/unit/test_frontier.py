@@ -226,9 +226,10 @@ def test_the_three_searches_get_the_same_budget_of_trials_epochs_and_pruning():
     for name in ("frontier_compact", "frontier_qt", "frontier_hashed"):
         cfg = OmegaConf.load(ROOT / "sweeps" / f"{name}.yaml")
         s = cfg.hydra.sweeper
-        settings.append((s.n_trials, s.sampler.seed, dict(s.pruner), cfg.trainer.epochs, cfg.objective))
+        settings.append((s.n_trials, dict(s.sampler), dict(s.pruner), cfg.trainer.epochs, cfg.objective))
         assert {"optimizer.lr", "optimizer.weight_decay", "loss.label_smoothing", "model.dropout", "trainer.batch_size"} <= set(s.params)
     assert settings[0] == settings[1] == settings[2] and settings[0][0] >= 40
+    assert settings[0][1]["constant_liar"] and settings[0][1]["seed"] == 0  # two trials at once are not proposed as twins
 
 
 def test_predictions_round_trip(tmp_path):
