@@ -32,6 +32,7 @@ from qt.experiment.run import setup
 from qt.experiment.validation import validate
 from qt.tools.rank import initial_learner
 from qt.training.state import TrainerConfig
+from qt.results.plots import pyplot
 from qt.results.schema import read_predictions, write_predictions
 from qt.tools import frontier
 from qt.training.losses import CrossEntropy
@@ -321,7 +322,9 @@ def test_the_frontier_and_the_comparisons_at_a_budget(tmp_path):
     (tmp_path / "h1" / "test_predictions.npz").unlink()  # a run without predictions: the seed-only interval, no p-value
     fallback = budget_comparisons(df, reps=500).set_index("control").loc["hashed"]
     assert fallback.comparison.startswith("paired t") and math.isnan(fallback.p_value)
-    assert plot_frontier(points) is not None and plot_frontier(points[points.method == "qt"]) is None
+    figure = plot_frontier(points)
+    assert figure is not None and len(figure.axes) == 2 and plot_frontier(points[points.method == "qt"]) is None
+    pyplot().close(figure)  # the report closes what it renders; so does this test
 
 
 def test_effective_dimension_counts_the_directions_a_generator_can_move_its_distribution():
