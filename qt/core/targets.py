@@ -207,6 +207,30 @@ def keras_init_(module: nn.Module, he: bool) -> None:
             module.bias.zero_()
 
 
+def _conv_layers(widths: list[int], in_channels: int, image_size: int, separable: bool, depthwise_bias: bool, pads: dict[str, int],
+                 pool: set[int], dropped: set[int], batch_norm: bool, act: Callable, drop: Callable) -> tuple[list[nn.Module], int]:
+    """CompactCNN's convolution layers (conv, batch norm, activation, pool, dropout per layer) and the last width."""
+    body: list[nn.Module] = []
+    c_in, size = in_channels, image_size
+    for i, c_out in enumerate(widths):
+        pad = pads["model.stem_padding" if i == 0 else "model.padding"]
+        if i == 0 or not separable:
+            conv: nn.Module = nn.Conv2d(c_in, c_out, 3, padding=pad)
+        else:
+            conv = SeparableConv2d(c_in, c_out, 3, padding=pad, depthwise_bias=depthwise_bias)
+        size = size + 2 * pad - 2
+        body += [conv, *([nn.BatchNorm2d(c_out)] if batch_norm else []), *act()]
+        if i in pool:
+            body.append(nn.MaxPool2d(2))
+            size //= 2
+        if i in dropped:
+            body += drop()
+        if size < 1:
+            raise ConfigError(f"model.widths={widths}: a {image_size}x{image_size} image is too small for these layers: use padding=same, fewer stages or fewer pools")
+        c_in = c_out
+    return body, c_in
+
+
 class CompactCNN(nn.Module):
     """The tiny network as the parameter-efficient-MNIST community builds it.
 
@@ -282,26 +306,8 @@ class CompactCNN(nn.Module):
             if wrong:
                 raise ConfigError(f"{key} names layers {wrong}, but this network has layers 0..{len(widths) - 1} (0: the stem)")
         act = make_activation(activation, "model.activation", {**ACTIVATIONS, "leaky_relu": partial(nn.LeakyReLU, float(negative_slope))})
-        drop = dropout_layer(dropout)
-        dropped = set(layers if dropout_after is None else dropout_after)
-        body: list[nn.Module] = []
-        c_in, size = in_channels, image_size
-        for i, c_out in enumerate(widths):
-            pad = pads["model.stem_padding" if i == 0 else "model.padding"]
-            if i == 0 or not separable:
-                conv: nn.Module = nn.Conv2d(c_in, c_out, 3, padding=pad)
-            else:
-                conv = SeparableConv2d(c_in, c_out, 3, padding=pad, depthwise_bias=depthwise_bias)
-            size = size + 2 * pad - 2
-            body += [conv, *([nn.BatchNorm2d(c_out)] if batch_norm else []), *act()]
-            if i in pool:
-                body.append(nn.MaxPool2d(2))
-                size //= 2
-            if i in dropped:
-                body += drop()
-            if size < 1:
-                raise ConfigError(f"model.widths={widths}: a {image_size}x{image_size} image is too small for these layers: use padding=same, fewer stages or fewer pools")
-            c_in = c_out
+        body, c_in = _conv_layers(widths, in_channels, image_size, separable, depthwise_bias, pads, set(pool),
+                                  set(layers if dropout_after is None else dropout_after), batch_norm, act, dropout_layer(dropout))
         body.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*body)
         head: list[nn.Module] = [nn.Flatten()]
