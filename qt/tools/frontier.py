@@ -10,7 +10,9 @@ A stage is a list of jobs; a job is one multirun (``python -m qt.train -m ...``)
 runs and continues interrupted ones from their checkpoints, so ``run`` after a kill (or at the next
 working session) goes on where the study stopped. Run it from a clone of a fixed commit outside the
 work tree (``git clone -q REPO /work/frontier/qt && git -C /work/frontier/qt checkout COMMIT``), so
-later edits cannot change a running study; ``--results`` points back into the work tree.
+later edits cannot change a running study; ``--results`` points back into the work tree. A job whose
+results are all collected there is skipped, so a machine that lost the output root resumes from the
+repository (an unfinished job starts over).
 
 After each job, ``collect`` copies each finished run's small files (summary.json, metrics.csv,
 test_predictions.npz, the .hydra record) and the sweep's trials.csv / sweep_summary.json to
@@ -179,6 +181,31 @@ def chosen_experiment(job: Job, summary: dict) -> str:
     return head + defaults + "\n" + body
 
 
+def _n_trials(job: Job) -> int:
+    """The trials a search job's sweep file asks for."""
+    sweep = next(o.split("=", 1)[1] for o in job.overrides if o.startswith("+sweep="))
+    return int(OmegaConf.load(Path(__file__).resolve().parents[2] / "sweeps" / f"{sweep}.yaml").hydra.sweeper.n_trials)
+
+
+def finished(job: Job, results: Path) -> bool:
+    """Whether ``results`` already holds the whole job: a search's collected sweep_summary.json with every trial, or a
+    completed summary for every run of a grid (the product of its comma-separated overrides).
+
+    ``run`` skips such a job, so the study resumes from the repository on a machine that lost its output root.
+    """
+    folder = results / job.name
+    if any(o.startswith("+sweep=") for o in job.overrides):
+        path = folder / "sweep_summary.json"
+        return path.is_file() and json.loads(path.read_text()).get("n_trials", 0) >= _n_trials(job)
+    expected = 1
+    for override in job.overrides:
+        value = override.split("=", 1)[1]
+        if "," in value and not value.startswith(("[", "{")):
+            expected *= len(value.split(","))
+    summaries = [read_summary(d) for d in find_run_dirs(folder)] if folder.is_dir() else []
+    return sum(1 for s in summaries if s is not None and s.get("status") == "completed") >= expected
+
+
 def choose(results: Path, jobs: list[Job], dest: Path = CHOSEN) -> list[Path]:
     """Write the experiment of every search in ``jobs`` whose collected sweep_summary.json has a best trial; returns the files."""
     written = []
@@ -187,8 +214,7 @@ def choose(results: Path, jobs: list[Job], dest: Path = CHOSEN) -> list[Path]:
         if not job.name.startswith("search/") or not path.exists():
             continue
         summary = json.loads(path.read_text())
-        if not summary.get("best_params") or summary.get("n_trials", 0) < int(OmegaConf.load(
-                Path(__file__).resolve().parents[2] / "sweeps" / f"{job.overrides[0].split('=', 1)[1]}.yaml").hydra.sweeper.n_trials):
+        if not summary.get("best_params") or summary.get("n_trials", 0) < _n_trials(job):
             continue  # a search still under way: nothing chosen yet
         target = dest / f"{job.name.split('/', 1)[1]}.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{collect(args.out.resolve(), args.results, chosen)} files written to {args.results}")
         return 0
     for job in chosen:
+        if finished(job, args.results):
+            print(f"{job.name}: finished in {args.results}, skipped", flush=True)
+            continue
         cmd = command(job, args.out.resolve(), args.data.resolve(), args.launcher, tuple(args.extra))
         print("$", " ".join(cmd), flush=True)
         code = subprocess.run(cmd).returncode

@@ -262,6 +262,23 @@ def test_collect_keeps_finished_runs_small_files_only(tmp_path):
     assert "test_predictions.npz" not in search.keep and "+sweep=frontier_qt" in search.overrides
 
 
+def test_finished_jobs_are_read_from_the_collected_results(tmp_path):
+    """``run`` skips a job whose results are all collected (a machine that lost its output root resumes from the repository)."""
+    anchors, search = frontier.stages()["anchors"][0], frontier.stages()["search_mnist_697"][0]
+    for seed in range(5):
+        run = tmp_path / anchors.name / str(seed)
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"schema_version": 2, "status": "completed" if seed else "running"}))
+    assert not frontier.finished(anchors, tmp_path)  # 4 of its 5 seeds
+    (tmp_path / anchors.name / "0" / "summary.json").write_text(json.dumps({"schema_version": 2, "status": "completed"}))
+    assert frontier.finished(anchors, tmp_path)
+    (tmp_path / search.name).mkdir(parents=True)
+    (tmp_path / search.name / "sweep_summary.json").write_text(json.dumps({"n_trials": 39}))
+    assert not frontier.finished(search, tmp_path) and not frontier.finished(frontier.stages()["search_mnist_697"][1], tmp_path)
+    (tmp_path / search.name / "sweep_summary.json").write_text(json.dumps({"n_trials": 40}))
+    assert frontier.finished(search, tmp_path)
+
+
 def test_seed_image_bootstrap_and_holm():
     rng = np.random.default_rng(0)
     a = (rng.random((5, 2000)) < 0.95).astype(float)
