@@ -49,19 +49,20 @@ from pathlib import Path
 import pandas as pd
 
 from qt.analysis.runs import learning_curves, load_runs
-from qt.results.objectives import pareto_front
+from qt.results.objectives import MONITORS, pareto_front
 from qt.results.plots import pyplot
 from qt.errors import QTError
 from qt.analysis.frontier import budget_comparisons, frontier_points, plot_frontier
 from qt.analysis.stats import DESCRIBE, comparisons
 from qt.sweeps.study import make_storage
+from qt.training.tasks import TASKS
 
 #: columns that may distinguish experiment groups (seed is the replicate axis): what a config is, not
 #: what its options are called (``mapping=medium_16`` and ``mapping=medium mapping.hidden=[16,16]`` are one group)
 FACTORS = [
     "experiment", "dataset", "model", "budget", "target_activation", "mode", "variant", "generator", "circuit", "layout", "n_blocks", "partitions", "frozen",
     "shots", "gradient", "depolarizing", "depolarizing_2q", "amplitude_damping", "readout", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler", "loss", "clip_norm",
-    "batch_size", "epochs",
+    "batch_size", "epochs", "task_algorithm", "task_entropy", "dataset_truncation", "cut_gradient",
 ]
 ALWAYS = ["dataset", "model", "mode"]
 #: factors that ``variant`` is made of (qt.experiment.controls.control_of): shown through it when it is shown
@@ -132,12 +133,13 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
+    """mean ± std: in percent with two decimals (accuracies), else to 4 significant digits (errors)."""
     if mean is None or math.isnan(mean):
         return "–"
-    scale = 100 if pct else 1
+    shown = (lambda v: f"{v * 100:.2f}") if pct else (lambda v: f"{v:.4g}")  # noqa: E731
     if n < 2 or std is None or math.isnan(std):
-        return f"{mean * scale:.2f}"
-    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+        return shown(mean)
+    return f"{shown(mean)} ± {shown(std)}"
 
 
 #: factors whose missing value is a setting of its own, for the runs it applies to
@@ -164,21 +166,30 @@ def _factor(rec: dict, name: str) -> str:
     return _fmt(value)
 
 
-def _group_record(g: pd.DataFrame, factors: list[str]) -> dict:
-    """One configuration's row of the main table: its factors and its metrics over seeds."""
+def _solved(g: pd.DataFrame) -> str | None:
+    """task=rl: how many seeds reached the environment's threshold (mean of the last task.window training returns), and
+    at which episode (median over those seeds; the others are censored at the run's end)."""
+    if "solved_episode" not in g or g.episodes.isna().all():
+        return None
+    hit = g.solved_episode.dropna()
+    return f"{len(hit)} / {len(g)}" + (f", median episode {hit.median():.0f}" if len(hit) else "")
+
+
+def _group_record(g: pd.DataFrame, factors: list[str], m: str = "acc") -> dict:
+    """One configuration's row of the main table: its factors and its metrics over seeds (``m``: the task's monitored
+    metric, ``acc`` for classification, ``mse`` for sequences: ``test_{m}_mean``, ``val_{m}_mean``, ...)."""
     first = g.iloc[0]
     rec = {f: first[f] for f in factors}
+    higher = MONITORS[f"val_{m}"]
     rec.update(
         n_seeds=int(g.seed.nunique()) if g.seed.notna().any() else len(g),
         n_runs=len(g),
-        test_acc_mean=g.test_acc.mean(),
-        test_acc_std=g.test_acc.std(),
-        val_acc_mean=g.best_val_acc.mean(),
-        val_acc_std=g.best_val_acc.std(),
-        train_acc_mean=g.train_acc.mean(),
-        train_acc_std=g.train_acc.std(),
+        **{f"{part}_{m}_{stat}": getattr(g[column], stat)() for part, column in (("test", f"test_{m}"), ("val", f"best_val_{m}"),
+           ("train", f"train_{m}")) for stat in ("mean", "std")},  # fmt: skip
         subset_acc_mean=g.test_subset_acc.mean(),
         subset_acc_std=g.test_subset_acc.std(),
+        **{f"{key}_{stat}": getattr(g[key], stat)() if key in g else float("nan") for key, _ in METRIC_EXTRA.values() for stat in ("mean", "std")},
+        solved=_solved(g),
         trainable_params=first.trainable_params,
         qnn_params=first.qnn_params,
         mapping_params=first.mapping_params,
@@ -189,14 +200,22 @@ def _group_record(g: pd.DataFrame, factors: list[str]) -> dict:
         epoch_time_s=(g.train_time_s / g.epochs_completed.where(g.epochs_completed > 0)).mean(),
         qpu_executions=g.qpu_executions.mean() if "qpu_executions" in g else float("nan"),
         qpu_shots=g.qpu_shots.mean() if "qpu_shots" in g else float("nan"),
-        best_run=g.sort_values(["best_val_acc", "run_dir"], ascending=[False, True]).run_dir.iloc[0],
+        best_run=g.sort_values([f"best_val_{m}", "run_dir"], ascending=[not higher, True]).run_dir.iloc[0],
         at_budget=not _missing(first.get("budget")),
     )
     return rec
 
 
-def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list[str], list[list[str]], pd.DataFrame]:
-    """(header, rows, grouped frame) of completed runs, grouped by ``factors`` (default: every varied factor)."""
+#: per monitored metric: how the tables name it, and whether it shows in percent
+METRIC_LABELS = {"acc": ("acc %", True), "mse": ("MSE", False), "return": ("return", False)}
+#: per monitored metric: another test metric the task reports beside it (its summary key, its column)
+METRIC_EXTRA = {"mse": ("test_mae", "test MAE"), "return": ("test_return_sampled", "test return, sampled actions")}
+
+
+def main_table(df: pd.DataFrame, factors: list[str] | None = None, m: str = "acc") -> tuple[list[str], list[list[str]], pd.DataFrame]:
+    """(header, rows, grouped frame) of completed runs, grouped by ``factors`` (default: every varied factor); ``m``:
+    the task's monitored metric (accuracy; ``mse`` for sequence runs, with their mean absolute error beside it)."""
+    label, pct = METRIC_LABELS[m]
     factors = [f for f in (factors or varied_factors(df)) if f not in ALWAYS]
     factors = [*ALWAYS, *factors]
     done = df[df.status == "completed"].copy()
@@ -206,17 +225,19 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
     done["_group"] = keys.agg(" | ".join, axis=1)
     rows, records = [], []
     for group, g in sorted(done.groupby("_group"), key=lambda kv: kv[0]):
-        rec = _group_record(g, factors)
+        rec = _group_record(g, factors, m)
         records.append(rec)
     grouped = pd.DataFrame(records)
     grouped = grouped.sort_values(
-        ["dataset", "model", "mode", "test_acc_mean"], ascending=[True, True, True, False], kind="stable"
+        ["dataset", "model", "mode", f"test_{m}_mean"], ascending=[True, True, True, not MONITORS[f"val_{m}"]], kind="stable"
     ).reset_index(drop=True)
     shown = [f for f in factors if f not in ("dataset", "model", "mode")]
     subset = bool(done.test_subset_acc.notna().any())
-    header = ["dataset", "model", "mode", *shown, "seeds", "test acc %", *(["test acc, random subset %"] if subset else []),
-              "train acc %", "best val acc %", "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s",
-              "train s / epoch"]
+    extra = METRIC_EXTRA.get(m)
+    solved = m == "return"
+    header = ["dataset", "model", "mode", *shown, "seeds", f"test {label}", *(["test acc, random subset %"] if subset else []),
+              *([extra[1]] if extra else []), f"train {label}", f"best val {label}", *(["solved (seeds, episode)"] if solved else []),
+              "trainable (QNN / mapping)", "compression", "gen. gap", "epochs done", "wall s", "train s / epoch"]
     qpu = "qpu_executions" in grouped and grouped.qpu_executions.notna().any()
     if qpu:  # what the training would have run on a processor (summary.json qpu)
         header += ["QPU circuit runs", "QPU shots"]
@@ -227,10 +248,12 @@ def main_table(df: pd.DataFrame, factors: list[str] | None = None) -> tuple[list
             params += f" ({_fmt(rec['qnn_params'])} / {_fmt(rec['mapping_params'])})"
         rows.append([
             _fmt(rec["dataset"]), _fmt(rec["model"]), mode, *[_factor(rec, f) for f in shown], str(rec["n_seeds"]),
-            _pm(rec["test_acc_mean"], rec["test_acc_std"], rec["n_runs"]),
+            _pm(rec[f"test_{m}_mean"], rec[f"test_{m}_std"], rec["n_runs"], pct),
             *([_pm(rec["subset_acc_mean"], rec["subset_acc_std"], rec["n_runs"])] if subset else []),
-            _pm(rec["train_acc_mean"], rec["train_acc_std"], rec["n_runs"]),
-            _pm(rec["val_acc_mean"], rec["val_acc_std"], rec["n_runs"]),
+            *([_pm(rec[f"{extra[0]}_mean"], rec[f"{extra[0]}_std"], rec["n_runs"], False)] if extra else []),
+            _pm(rec[f"train_{m}_mean"], rec[f"train_{m}_std"], rec["n_runs"], pct),
+            _pm(rec[f"val_{m}_mean"], rec[f"val_{m}_std"], rec["n_runs"], pct),
+            *([rec["solved"] or "–"] if solved else []),
             params, f"{rec['compression_ratio']:.2f}x", _fmt(rec["gen_gap"], 3), _fmt(rec["epochs_completed"], 3),
             _fmt(rec["wall_time_s"], 3), _fmt(rec["epoch_time_s"], 3),
             *([_count(rec["qpu_executions"]), _count(rec["qpu_shots"])] if qpu else []),
@@ -441,8 +464,9 @@ def plot_acc_vs_blocks(df: pd.DataFrame):
     return _finish(fig, ax, "n_blocks", "test accuracy % (mean ± std over seeds)")
 
 
-def plot_val_curves(run_dirs: list[str], labels: list[str]):
-    """Validation accuracy per epoch of several runs on one axis (one run's own curves: qt.results.plots.plot_curves)."""
+def plot_val_curves(run_dirs: list[str], labels: list[str], metric: str = "acc"):
+    """Validation accuracy (or another task's ``metric``, on a log axis) per epoch of several runs on one axis (one
+    run's own curves: qt.results.plots.plot_curves)."""
     plt = pyplot(offscreen=False)  # a notebook keeps its inline backend; the report set Agg first
 
     if not run_dirs:
@@ -450,9 +474,31 @@ def plot_val_curves(run_dirs: list[str], labels: list[str]):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for run_dir, label in zip(run_dirs, labels):
         m = learning_curves(run_dir)
-        if not m.empty:
-            ax.plot(m.epoch, m.val_acc * 100, marker=".", label=label)
-    return _finish(fig, ax, "epoch", "validation accuracy %", legend_size=7)
+        if not m.empty and f"val_{metric}" in m:
+            ax.plot(m.epoch, m[f"val_{metric}"] * (100 if metric == "acc" else 1), marker=".", label=label)
+    if metric == "mse":
+        ax.set_yscale("log")
+    return _finish(fig, ax, "epoch", "validation accuracy %" if metric == "acc" else f"validation {METRIC_LABELS[metric][0]}", legend_size=7)
+
+
+def plot_return_bands(runs: pd.DataFrame, within: list[str]):
+    """task=rl: each group's mean training return per epoch over its seeds, with a ± 1 std band."""
+    plt = pyplot(offscreen=False)
+
+    done = runs[runs.status == "completed"]
+    if done.empty:
+        return None
+    factors = [f for f in (within or varied_factors(done)) if f in done.columns and f != "seed"]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    keys = done[factors].map(str).agg(" ".join, axis=1) if factors else pd.Series("all", index=done.index)
+    for label, g in sorted(done.groupby(keys), key=lambda kv: kv[0]):
+        curves = [learning_curves(d).set_index("epoch").train_return for d in g.run_dir]
+        table = pd.concat(curves, axis=1)
+        mean, std = table.mean(axis=1), table.std(axis=1).fillna(0)
+        episodes = mean.index * float(g.iloc[0].get("task_episodes_per_epoch") or 1)
+        ax.plot(episodes, mean, label=f"{label} ({len(curves)} seeds)")
+        ax.fill_between(episodes, mean - std, mean + std, alpha=0.2)
+    return _finish(fig, ax, "episodes" if "task_episodes_per_epoch" in done else "epoch", "training return (mean ± std over seeds)", legend_size=7)
 
 
 def study_plots(paths: list[Path]) -> list[tuple[str, object]]:
@@ -502,6 +548,53 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+
+
+def task_difference_table(diff: pd.DataFrame, m: str) -> tuple[list[str], list[list[str]]]:
+    """Another task's comparisons (QT minus each control, the baseline and small networks on the test metric ``m``):
+    the values as they are (an error, not a percentage), the interval the comparison states."""
+    if diff.empty:
+        return [], []
+    label = METRIC_LABELS[m][0]
+    shown = _shown(diff)
+    header = [*shown, "against (trainable)", "runs (QT / other)", f"QT test {label}", f"other test {label}",
+              "difference [95 % interval]", "interval"]
+    interval = lambda r: "" if math.isnan(r["ci_low"]) else f" [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}]"  # noqa: E731
+    rows = [[*(_fmt(r[c]) for c in shown), _method(r), f"{r['n_qt']} / {r['n_control']}", f"{r['qt_mean']:.4g}",
+             f"{r['control_mean']:.4g}", f"{r['diff_mean']:+.4g}{interval(r)}", r["comparison"]] for r in diff.to_dict("records")]  # fmt: skip
+    return header, rows
+
+
+def task_sections(df: pd.DataFrame, within: list[str], against: dict[str, str] | None) -> tuple[list, list, pd.DataFrame]:
+    """The Results and comparison sections of the runs of each task but classification (``task=sequence``): (sections
+    as (heading, header, rows, how), figures, every comparison). Their metric is the task's (mean squared error), and
+    lower is better: a negative difference is QT ahead."""
+    sections, figures, frames = [], [], []
+    for name, runs in sorted(df.groupby(df.task.fillna("classification").map(str))):
+        if name == "classification":
+            continue
+        m = TASKS[name].monitor
+        header, rows, grouped = main_table(runs, within, m)
+        how = (f"task={name}: {METRIC_LABELS[m][0]} of the kept epoch's model on each split, mean ± std over seeds, in the "
+               "dataset's scaled units (qt/training/series.py); lower is better." if m == "mse" else
+               f"task={name}: the mean episode return of the kept epoch's policy, mean ± std over seeds: test and best val "
+               "with greedy actions (and test with sampled ones) on fixed starts, train over the last task.window training "
+               "episodes as played; solved: the seeds whose last-window training mean reached the environment's threshold, "
+               "and the median episode it happened (the other seeds censored).")
+        sections.append((f"Results: task={name}", header, rows, how))
+        diff = comparisons(runs, metric=f"test_{m}", against=against)
+        if not diff.empty:
+            frames.append(diff)
+            sections.append((f"QT against its controls and the networks trained directly: task={name}", *task_difference_table(diff, m),
+                             f"QT minus each other method on test {METRIC_LABELS[m][0]} (negative: QT lower): paired t over "
+                             "seeds for the controls, Welch for networks trained directly (qt/analysis/stats.py)."))
+        if not grouped.empty and m == "return":
+            figures.append((f"Training return per epoch, task={name}: mean over seeds, band ± 1 std (each group)", plot_return_bands(runs, within)))
+        if not grouped.empty:
+            best = grouped.sort_values([f"test_{m}_mean", "best_run"], ascending=[not MONITORS[f"val_{m}"], True]).head(6)
+            figures.append((f"Validation {METRIC_LABELS[m][0]} per epoch, task={name} (best run of the top groups)",
+                            plot_val_curves(list(best.best_run), curve_labels(best), m)))
+    return sections, figures, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def report_figures(df: pd.DataFrame, grouped: pd.DataFrame, inputs: list[Path], curves: int) -> list[tuple[str, object]]:
@@ -557,13 +650,15 @@ def _render(i: int, caption: str, fig, out: Path, md: list[str], parts_html: lis
 def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves: int = 6, against: dict[str, str] | None = None) -> Path:
     pyplot()  # off-screen before any figure
     out.mkdir(parents=True, exist_ok=True)
-    df = load_runs(*inputs)
-    shared, between, within = split_factors(df)
+    everything = load_runs(*inputs)
+    shared, between, within = split_factors(everything)
+    df = everything[everything.task.fillna("classification") == "classification"] if "task" in everything else everything
+    others, other_figures, other_diff = task_sections(everything, within, against)
     header, rows, grouped = main_table(df, within)
-    pheader, prows = problem_table(df)
-    counts = df.status.value_counts().sort_index()
+    pheader, prows = problem_table(everything)
+    counts = everything.status.value_counts().sort_index()
     md = [f"# {title}", "", f"Inputs: {', '.join(str(p) for p in inputs)}", "",
-          f"Runs: {len(df)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Accuracies are those of each run's "
+          f"Runs: {len(everything)} ({', '.join(f'{k} {v}' for k, v in counts.items())}). Accuracies (errors, for sequences) are those of each run's "
           "best-validation checkpoint (the last epoch's model where a run has no validation split); ± is the standard "
           "deviation over seeds.", ""]
     parts_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(md[2])}</p>", f"<p>{html.escape(md[4])}</p>"]
@@ -581,17 +676,20 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
         line = "Shared by every run: " + ", ".join(f"{k} {v}" for k, v in shared.items()) + "."
         md += [line, ""]
         parts_html.append(f"<p>{html.escape(line)}</p>")
-    eheader, erows = experiments_table(df, between)
+    eheader, erows = experiments_table(everything, between)
     if erows:
         table_section("Experiments", eheader, erows, "")
-    table_section("Results", header, rows, "No completed runs.")
+    if rows or not others:
+        table_section("Results", header, rows, "No completed runs.")
+    for heading, theader, trows, how in others:
+        table_section(heading, theader, trows, "No completed runs.", how)
     note = baseline_note(df)
     if note:
         md += [f"> {note}", ""]
         parts_html.append(f"<p><em>{html.escape(note)}</em></p>")
     points, at_budget = frontier_points(df), budget_comparisons(df)
     diff = comparisons(df, against=against)
-    frames = [f for f in (diff, at_budget) if not f.empty]
+    frames = [f for f in (diff, at_budget, other_diff) if not f.empty]
     if frames:  # every comparison, the bootstrap ones at the budgets included
         pd.concat(frames, ignore_index=True).to_csv(out / "comparisons.csv", index=False)
     if points.method.nunique() >= 2:
@@ -605,13 +703,19 @@ def build_report(inputs: list[Path], out: Path, title: str = "qt report", curves
             table_section(heading, cheader, crows, "", how)
     table_section("Runs that did not complete (pruned, diverged, failed, unfinished)", pheader, prows, "None.")
 
-    render_figures(report_figures(df, grouped, inputs, curves), out, md, parts_html)
+    figures = report_figures(df, grouped, inputs, curves) if not df.empty or not others else []
+    render_figures(figures + other_figures, out, md, parts_html)
+    return write_report(out, title, md, parts_html, everything)
+
+
+def write_report(out: Path, title: str, md: list[str], parts_html: list[str], runs: pd.DataFrame) -> Path:
+    """report.md, report.html (plots embedded) and runs.csv in ``out``."""
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.html").write_text(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
         f"</head><body>{''.join(parts_html)}</body></html>\n"
     )
-    df.to_csv(out / "runs.csv", index=False)
+    runs.to_csv(out / "runs.csv", index=False)
     return out / "report.md"
 
 

@@ -30,11 +30,16 @@ from qt.experiment.controls import control_of
 from qt.experiment.validation import settings_class
 from qt.training.state import TrainerConfig
 from qt.results.compat import upgrade, upgrade_choices
-from qt.results.schema import RANK, SCHEMA_VERSION, read_summary
+from qt.results.schema import RANK, SCHEMA_VERSION, TASK_SUMMARY_KEYS, read_summary
+from qt.training.tasks import TASKS
 from qt.analysis.stats import run_keys
 from qt.sweeps.study import make_storage
 
 #: columns every frame has, in this order (then any extra config columns, sorted)
+#: a task's ``_target_`` -> its option name (the ``task`` column)
+TASK_NAMES = {f"{cls.__module__}.{cls.__qualname__}": name for name, cls in TASKS.items()}
+
+
 def _short(target: str | None) -> str | None:
     return target.rsplit(".", 1)[-1] if isinstance(target, str) else None
 
@@ -72,6 +77,8 @@ def _summary_fields(summary: dict) -> dict:
         row[key] = params.get(key)
     for key in ("best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss", "test_loss", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s"):
         row[key] = summary.get(key)
+    for keys in TASK_SUMMARY_KEYS.values():  # another task's metrics (task=sequence's best_val_mse, test_mse, ...)
+        row.update({key: summary[key] for key in keys if key in summary})
     if row["schema_version"] == 1:  # v1's wall_time_s was training steps plus per-epoch validation: neither time of v2
         row["wall_time_s"] = None
     if row.get("test_loss") is not None and row.get("train_loss") is not None:
@@ -89,6 +96,7 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
     mode = cfg.get("mode")
     nodes = {group: cfg.get(group) or {} for group in ("dataset", "model", "optimizer", "scheduler", "loss", "trainer")}
     row = dict(
+        task=TASK_NAMES.get(str((cfg.get("task") or {}).get("_target_")), _short((cfg.get("task") or {}).get("_target_"))),
         dataset=choices.get("dataset") or nodes["dataset"].get("name") or _short(nodes["dataset"].get("_target_")),
         experiment=choices.get("experiment"),
         mode=mode,
@@ -102,6 +110,9 @@ def _config_fields(cfg: dict, choices: dict[str, str]) -> dict:
     row.update(settings_columns("optimizer", nodes["optimizer"]))  # torch's classes: the settings the run gave
     row.update(settings_columns("model", nodes["model"]))
     row.update(settings_columns("loss", nodes["loss"]))
+    row.update(settings_columns("task", cfg.get("task") or {}))  # task=rl's algorithm and its settings
+    row["dataset_truncation"] = nodes["dataset"].get("truncation")  # task=rl: when an episode ends
+    row["cut_gradient"] = str(list(cfg["cut_gradient"])) if cfg.get("cut_gradient") else None
     if row.get("seed") is None:  # trainer.seed reads the top-level seed; a run without a trainer node has only that
         row["seed"] = cfg.get("seed")
     if mode != "classical":
@@ -123,7 +134,7 @@ COLUMN_NAMES = {
 
 
 #: the groups whose settings are columns under their group's prefix
-PREFIXED = ("model", "loss")
+PREFIXED = ("model", "loss", "task")
 
 
 def settings_columns(group: str, node: dict, default: type | None = None) -> dict:
@@ -169,7 +180,7 @@ def _derived(group: str, *classes: type, node: dict | None = None) -> list[str]:
 #: mapping's and trainer's settings as their classes state them, the optimizer's and model's that reports name,
 #: then the results (summary.json) and the keys that pair runs
 COLUMNS = [
-    "run_dir", "status", "reason", "experiment", "dataset", "mode", "variant", "generator", "model", "circuit",
+    "run_dir", "status", "reason", "experiment", "task", "dataset", "mode", "variant", "generator", "model", "circuit",
     *_derived("circuit", QuantumCircuit, node={"n_blocks": None}),
     "target_activation", "mapping", "mapping_net",
     *_derived("mapping", MLPMapping, MPSMapping),
@@ -177,7 +188,7 @@ COLUMNS = [
     *_derived("trainer", TrainerConfig),
     "target_weights", "n_qubits", "qnn_params", "mapping_params", "trainable_params", "compression_ratio",
     "first_step_loss", "best_val_acc", "best_epoch", "test_acc", "test_subset_acc", "train_acc", "train_loss",
-    "test_loss", "gen_gap", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s", "qpu_executions",
+    "test_loss", *(k for keys in TASK_SUMMARY_KEYS.values() for k in keys), "gen_gap", "epochs_completed", "train_time_s", "wall_time_s", "step_time_s", "qpu_executions",
     "qpu_shots", "teacher_test_acc", "rank_init", "rank_final", "rank_params", "budget", "max_trainable_params", "group_key", "training_key", "schema_version",
 ]  # fmt: skip
 

@@ -141,9 +141,13 @@ class QTLearner(Learner):
         circuit: Callable[..., QuantumCircuit],
         mapping: Callable[..., nn.Module],
         chunk: int = 1,
+        cut_gradient: tuple[str, ...] = (),
     ):
         super().__init__(target)
         self.target.requires_grad_(False)
+        #: target tensors (names or module prefixes) whose generated values are used but pass no gradient back: the
+        #: QT-LSTM notebook's ``.data.copy_`` into fresh modules, as a setting (``cut_gradient``), to measure what it does
+        self.cut = [name for name, _ in self.shapes if any(name == c or name.startswith(f"{c}.") for c in cut_gradient)]
         self.n_qubits = qubits_for(self.n_weights, chunk)
         self.circuit = circuit(n_qubits=self.n_qubits)
         stats = self.default_init
@@ -159,7 +163,10 @@ class QTLearner(Learner):
         flat = self.mapping(self.circuit())
         # one split (one autograd node), not a slice per tensor (a full-size zero-fill each in backward)
         parts = torch.split(flat, [shape.numel() for _, shape in self.shapes])
-        return {name: part.view(shape) for (name, shape), part in zip(self.shapes, parts)}
+        weights = {name: part.view(shape) for (name, shape), part in zip(self.shapes, parts)}
+        for name in self.cut:
+            weights[name] = weights[name].detach()
+        return weights
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"circuit": list(self.circuit.parameters()), "mapping": list(self.mapping.parameters())}

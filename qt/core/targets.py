@@ -335,6 +335,55 @@ class CompactCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class MLP(nn.Module):
+    """A fully connected network on flat inputs (``task=rl``'s policy): ``input_size`` -> ``hidden`` -> ``output_size``,
+    ``activation`` between layers, none after the last (a policy's logits; the task turns them into probabilities).
+    QTRL's CartPole policy 4 -> 128 -> 2 holds 898 weights, its MiniGrid policy 147 -> 32 -> 3 holds 4,835."""
+
+    def __init__(self, input_size: int, hidden: Sequence[int] = (128,), output_size: int = 2, activation: str = "relu"):
+        super().__init__()
+        widths = [whole(input_size, "model.input_size"), *(whole(h, "model.hidden") for h in hidden), whole(output_size, "model.output_size")]
+        act = make_activation(activation, "model.activation")
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers += act()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LSTMRegressor(nn.Module):
+    """Stacked LSTMs and a linear read-out at every time step (``task=sequence``): the QT-LSTM notebook's network.
+
+    ``layers`` LSTMs named ``lstm1``, ``lstm2``, ... (each its own module, as the notebook builds them, so the
+    parameter names and counts match: 1 -> 50 -> 50 -> 1 holds 31,051 weights), dropout ``dropout`` after each,
+    and ``fc`` from the last hidden state to ``output_size`` values per step. Input and output are
+    (batch, time, features). Each LSTM starts from zero states.
+    """
+
+    def __init__(self, input_size: int = 1, hidden: int = 50, layers: int = 2, output_size: int = 1, dropout: float = 0.0):
+        super().__init__()
+        sizes = [whole(input_size, "model.input_size"), whole(hidden, "model.hidden", hint="e.g. model.hidden=50")]
+        n = whole(layers, "model.layers", hint="e.g. model.layers=2")
+        drop = dropout_layer(dropout)
+        for i in range(n):
+            self.add_module(f"lstm{i + 1}", nn.LSTM(sizes[min(i, 1)], sizes[1], batch_first=True))
+            for module in drop():
+                self.add_module(f"dropout{i + 1}", module)
+        self.layers = n
+        self.fc = nn.Linear(sizes[1], whole(output_size, "model.output_size"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, self.layers + 1):
+            x, _ = getattr(self, f"lstm{i}")(x)
+            if hasattr(self, f"dropout{i}"):
+                x = getattr(self, f"dropout{i}")(x)
+        return self.fc(x)
+
+
 def dropout_layer(rate: float) -> Callable[[], list[nn.Module]]:
     """A maker of ``[nn.Dropout(rate)]`` (``[]`` at rate 0, so a network without dropout keeps its weights' names)."""
     if not number(rate, "model.dropout", hint="a rate, e.g. model.dropout=0.1") < 1:

@@ -29,6 +29,7 @@ from qt.training.loggers import Loggers
 from qt.results.compat import upgrade, upgrade_group
 from qt.results.schema import load_checkpoint, read_summary
 from qt.training.data import DataSplits
+from qt.training.tasks import Classification, Task
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 class Optimization:
     """What trains a learner: the training loss, and factories the trainer applies to its parameters."""
 
-    loss: torch.nn.Module
+    loss: torch.nn.Module | None
     optimizer: Callable
     scheduler: Callable | None
 
@@ -53,16 +54,26 @@ def build_loggers(cfg: DictConfig) -> Loggers:
 
 
 def build_data(cfg: DictConfig) -> DataSplits:
-    """The ``dataset`` group, loaded: train, val and test splits in memory."""
+    """The ``dataset`` group, loaded: train, val and test splits in memory (``task=rl``: the environment)."""
     data = instantiate(cfg.dataset).load()
     log.info("data %s: %s", data.name, data.sizes())
+    if not isinstance(data, DataSplits):  # an environment (task=rl): episodes, not splits
+        return data
     if len(data.train) == 0 or (len(data.val) == 0 and float(cfg.dataset.get("val_fraction", 0.2)) > 0):
         raise ConfigError(f"dataset {data.name} has an empty train or val split {data.sizes()}: change dataset.val_fraction")
     return data
 
 
+def build_task(cfg: DictConfig) -> Task:
+    """The ``task`` group (a config written before tasks existed: classification)."""
+    return instantiate(cfg.task) if cfg.get("task") is not None else Classification()
+
+
 def build_loss(cfg: DictConfig) -> torch.nn.Module:
-    """The ``loss`` group; a distillation teacher given as a run dir or export file is built here (read, never written)."""
+    """The ``loss`` group; a distillation teacher given as a run dir or export file is built here (read, never written).
+    None for a task whose algorithm defines its loss (``task=rl``: no loss group)."""
+    if cfg.get("loss") is None:
+        return None
     teacher = cfg.loss.get("teacher")
     if teacher is None:
         return instantiate(cfg.loss)
@@ -108,14 +119,19 @@ def build_learner(cfg: DictConfig, device: torch.device | None = None, images: i
     with ``device``, the whole run's memory is checked before anything else is allocated (``images``: the
     largest split's size, which caps a batch)."""
     target = instantiate(cfg.model)
-    per_image = probe_target(target, cfg)
+    per_image = probe_target(target, cfg, build_task(cfg))
     if device is not None:
         check_memory(cfg, target, per_image, device, images)
     if cfg.mode == "classical":
         return ClassicalLearner(target)
     chunk = int(cfg.mapping.get("chunk", 1))
     circuit, mapping = instantiate(cfg.circuit, _partial_=True), instantiate(cfg.mapping, _partial_=True)
-    return qt_learner(target, cfg.get("generator", "quantum"), circuit, mapping, chunk, seed=int(cfg.trainer.seed))
+    cut = list(cfg.get("cut_gradient") or [])
+    names = [name for name, _ in target.named_parameters()]
+    unknown = [c for c in cut if not any(n == c or n.startswith(f"{c}.") for n in names)]
+    if unknown:
+        raise ConfigError(f"cut_gradient names {unknown[0]!r}, which is no tensor or module of the target: use names from {', '.join(names[:6])}, ...")
+    return qt_learner(target, cfg.get("generator", "quantum"), circuit, mapping, chunk, seed=int(cfg.trainer.seed), cut_gradient=cut)
 
 
 def fill_blocks(cfg: DictConfig) -> None:

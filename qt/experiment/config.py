@@ -208,7 +208,10 @@ def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_d
             base = [c for o in kept if not o.lstrip("+~").startswith(f"{group}=") and (c := _one_value(o))]
             prefix = "+" if any(o.startswith(f"+{group}=") for o in kept) else ""
             base.append(f"{prefix}{group}={option}")
-            (_, alone), (_, composed) = _composed(base), _composed([f"experiment={experiment}", *base])
+            # without the experiment's values, but with its other choices (its task=rl: keys typed for that task compose)
+            choices = [f"{g}={o}" for g, o in own.items() if o is not None and g not in (group, "experiment") and not g.startswith("hydra")
+                       and g not in {c for c, _ in chosen} and "/" not in g]  # fmt: skip
+            (_, alone), (_, composed) = _composed([*choices, *base]), _composed([f"experiment={experiment}", *base])
             clash = sorted(
                 k for k in option_keys(group, option, conf_dir)
                 if alone.get(k) != composed.get(k) and not any(k == t or k.startswith(t + ".") for t in typed)

@@ -10,7 +10,7 @@ but for these keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -66,13 +66,15 @@ def equal_budget_mps(circuit_factory: Callable[..., nn.Module], n_qubits: int, s
     return MPSBornMachine(n_qubits, max_params=circuit.ansatz.n_params, seed=seed, freeze=frozen)
 
 
-def qt_learner(target: torch.nn.Module, generator: str, circuit: Callable, mapping: Callable, chunk: int, seed: int) -> Learner:
-    """The learner of a QT config: circuit + mapping, or the control its ``generator`` names, at the same budget."""
+def qt_learner(target: torch.nn.Module, generator: str, circuit: Callable, mapping: Callable, chunk: int, seed: int,
+               cut_gradient: Sequence[str] = ()) -> Learner:  # fmt: skip
+    """The learner of a QT config: circuit + mapping, or the control its ``generator`` names, at the same budget
+    (``cut_gradient``: :class:`~qt.core.learners.QTLearner`'s)."""
     if generator == "classical":
         circuit = partial(equal_budget_generator, circuit, seed=seed)
     elif generator == "mps_born":
         circuit = partial(equal_budget_mps, circuit, seed=seed)
-    learner = QTLearner(target, circuit=circuit, mapping=mapping, chunk=chunk)
+    learner = QTLearner(target, circuit=circuit, mapping=mapping, chunk=chunk, cut_gradient=tuple(cut_gradient))
     if generator == "hashed":  # the QT config's trainable count, shared by hashing instead
         return HashedLearner(target, n_values=learner.param_table()["trainable_params"], seed=seed)
     return learner

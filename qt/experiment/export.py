@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from qt.errors import QTError
-from qt.experiment.build import build_data, build_export, build_network, run_config
+from qt.experiment.build import build_data, build_export, build_network, build_task, run_config
 from qt.results.schema import load_checkpoint, read_summary, save_checkpoint
 from qt.training.evaluation import evaluate
 
@@ -44,9 +44,9 @@ def load_exported(path: Path) -> torch.nn.Module:
 
 
 def evaluate_exported(path: Path, run_dir: Path) -> float:
-    """The test accuracy of an exported file, on the data of the run it came from."""
+    """The test value of the task's metric (accuracy; a sequence's MSE) of an exported file, on the data of the run it came from."""
     cfg = run_config(run_dir)
-    return evaluate(load_exported(path), build_data(cfg).test, int(cfg.trainer.eval_batch_size))[1]
+    return evaluate(load_exported(path), build_data(cfg).test, int(cfg.trainer.eval_batch_size), build_task(cfg))[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         out = export_run(args.run_dir, args.out)
         print(f"exported {args.run_dir} -> {out}")
         if args.evaluate:
-            acc = evaluate_exported(out, args.run_dir)
-            recorded = (read_summary(args.run_dir) or {}).get("test_acc")
+            value = evaluate_exported(out, args.run_dir)
+            m = build_task(run_config(args.run_dir)).monitor
+            recorded = (read_summary(args.run_dir) or {}).get(f"test_{m}")
             shown = "n/a" if recorded is None else f"{recorded:.4f}"
-            print(f"test accuracy of the exported model: {acc:.4f} (run recorded {shown})")
+            print(f"test {'accuracy' if m == 'acc' else m.upper()} of the exported model: {value:.4f} (run recorded {shown})")
     except QTError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

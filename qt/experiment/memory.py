@@ -32,6 +32,7 @@ from qt.core.quantum.circuit import QuantumCircuit
 from qt.core.targets import count_weights
 from qt.core.checks import CLI, Keys
 from qt.errors import ConfigError
+from qt.training.tasks import Classification, Task
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -65,7 +66,13 @@ def measure_target(target: nn.Module, example: torch.Tensor) -> tuple[list[int],
     """Run ``target`` (in eval mode, put back after) on one example: (its output's shape per example, the values its
     layers output for it, i.e. activations for the memory guard). Raises what the target raises on that input."""
     sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel()) if torch.is_tensor(o) else None)
+
+    def count(module, inputs, out) -> None:
+        out = out[0] if isinstance(out, tuple) else out  # an LSTM's (outputs, (h, c))
+        if torch.is_tensor(out):
+            sizes.append(out.numel())
+
+    hooks = [m.register_forward_hook(count)
              for m in target.modules() if not list(m.children())]  # fmt: skip
     was_training = target.training
     try:
@@ -78,17 +85,20 @@ def measure_target(target: nn.Module, example: torch.Tensor) -> tuple[list[int],
     return list(out.shape[1:]) if out.dim() >= 1 else [], sum(sizes)
 
 
-def probe_target(target: nn.Module, cfg: DictConfig) -> int:
-    """Run the target on one image of the dataset's shape: one line if it does not take it or does not output the
-    dataset's classes. Returns the values its layers output per image (activations, for the memory guard)."""
-    shape, classes = list(cfg.dataset.shape), int(cfg.dataset.num_classes)
+def probe_target(target: nn.Module, cfg: DictConfig, task: Task) -> int:
+    """Run the target on one example of the dataset's shape: one line if it does not take it or does not output what
+    the task needs (the dataset's classes; a sequence's shape). Returns the values its layers output per example
+    (activations, for the memory guard)."""
+    shape, expected = list(cfg.dataset.shape), task.output_shape(cfg.dataset)
     try:
         outputs, per_image = measure_target(target, torch.zeros(1, *shape))
     except (RuntimeError, ValueError) as e:
         said = " ".join(str(e).split())[:200]
-        raise ConfigError(f"the model does not take the dataset's {shape} images ({said}): match model.* to dataset.shape") from None
-    if outputs != [classes]:
-        raise ConfigError(f"the model outputs {outputs} values per image, the dataset has {classes} classes: set model.num_classes={classes}")
+        raise ConfigError(f"the model does not take the dataset's {shape} examples ({said}): match model.* to dataset.shape") from None
+    if outputs != expected:
+        if isinstance(task, Classification):
+            raise ConfigError(f"the model outputs {outputs} values per image, the dataset has {expected[0]} classes: set model.num_classes={expected[0]}")
+        raise ConfigError(f"the model outputs {outputs} per example, task={task.name} needs {expected} (dataset.shape): match model.* to the dataset")
     return per_image
 
 

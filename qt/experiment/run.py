@@ -16,15 +16,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import qt
-from qt.experiment.build import build_data, build_learner, fill_blocks, build_loggers, build_optimization, check_budget, resolve_device
+from qt.experiment.build import build_data, build_learner, build_task, fill_blocks, build_loggers, build_optimization, check_budget, resolve_device
 from qt.experiment.config import diff_keys, fingerprint, resume_bound
 from qt.experiment.validation import validate
 from qt.errors import ANOTHER_RUN_DIR, RunDirError
 from qt.training.callbacks import Callback, Checkpoint, EpochLog, InitReport, MetricsFiles, ProgressBar
 from qt.training.evaluation import evaluate
+from qt.training.data import DataSplits
 from qt.training.loggers import Loggers, RunInfo
 from qt.training.loop import Trainer
 from qt.training.state import Diverged, Pruned, TrainerConfig
+from qt.training.tasks import Task
 from qt.core.targets import count_weights
 from qt.results.objectives import objective_values
 from qt.results.compat import upgrade
@@ -136,11 +138,13 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning
     device = resolve_device(tcfg.device)
     data = build_data(cfg)
     seed_everything(int(tcfg.seed))
-    learner = build_learner(cfg, device, images=max(len(data.train), len(data.val), len(data.test)))
+    largest = max(len(data.train), len(data.val), len(data.test)) if isinstance(data, DataSplits) else None  # an episode: no batch
+    learner = build_learner(cfg, device, images=largest)
     table = learner.param_table()
     log.info("%s", format_param_table(table))
     check_budget(cfg, table)
     opt = build_optimization(cfg)
+    task = build_task(cfg)
     teacher = describe_teacher(opt.loss, data, tcfg.eval_batch_size, device)
     hydra_files = {p.name: p.read_text() for p in sorted((run_dir / ".hydra").glob("*.yaml"))}
     callbacks = [
@@ -152,7 +156,7 @@ def setup(cfg: DictConfig, tcfg: TrainerConfig, run_dir: Path, fp: dict, pruning
         EpochLog(),
         *([pruning] if pruning is not None else []),  # last: it decides after the epoch is on disk
     ]
-    trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, device, opt.loss, callbacks, started=started)
+    trainer = Trainer(learner, data, opt.optimizer, opt.scheduler, tcfg, device, opt.loss, callbacks, started=started, task=task)
     base = {
         "mode": cfg.mode,
         "params": table,
@@ -174,6 +178,16 @@ def _one(trainer: Trainer, kind: type):
     return next(c for c in trainer.callbacks if isinstance(c, kind))
 
 
+def outcome(done: dict, task: Task) -> str:
+    """A completed run's result in words (the last log line): the kept epoch, its metric on train, val and test."""
+    m = task.monitor
+    shown = lambda v: "–" if v is None else (f"{v:.4f}" if m == "acc" else f"{v:.4g}")  # noqa: E731
+    val = "no val split" if done[task.best_key] is None else f"best val {m} {shown(done[task.best_key])}"
+    subset = f" ({done['test_subset_acc']:.4f} on a random {done['config']['trainer']['test_subset']:,})" if done.get("test_subset_acc") is not None else ""
+    loss = f", test loss {done['test_loss']:.4f}" if done.get("test_loss") is not None else ""
+    return f"{val} (epoch {done['best_epoch']}), train {m} {shown(done[f'train_{m}'])}, test {m} {shown(done[f'test_{m}'])}{subset}{loss}, {done['wall_time_s']:.1f}s"
+
+
 def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> float | tuple[float, ...]:
     """Fit, writing summary.json at the start (running) and at the end (completed, diverged or failed)."""
     run_dir = info.run_dir
@@ -181,7 +195,7 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
     loggers, init = _one(trainer, Loggers), _one(trainer, InitReport)
 
     def summary(**fields) -> dict:
-        return {**base, "init": init.report(trainer), **trainer.progress(), "qpu": qpu_cost(trainer), **fields}
+        return {**base, "init": init.report(trainer), **trainer.progress(), "qpu": qpu_cost(trainer), **trainer.task.summary(trainer), **fields}
 
     def record(final: dict) -> None:
         write_summary(run_dir, final)
@@ -205,16 +219,13 @@ def train_and_record(trainer: Trainer, base: dict, info: RunInfo, objective) -> 
         raise
     _one(trainer, Checkpoint).load_best(trainer)
     final = trainer.final_metrics()
-    write_predictions(run_dir, trainer.data.test.y, final.pop("test_predicted"))
+    predicted = final.pop("test_predicted")
+    if predicted is not None:
+        write_predictions(run_dir, trainer.data.test.y, predicted)
     done = summary(**final, status="completed")
     done["wall_time_s"] = trainer.elapsed()  # after the final evaluation
     record({**done, "finished_at": _now()})
-    val = "no val split" if done["best_val_acc"] is None else f"best val acc {done['best_val_acc']:.4f}"
-    subset = f" ({done['test_subset_acc']:.4f} on a random {trainer.cfg.test_subset:,})" if "test_subset_acc" in done else ""
-    log.info(
-        "done: %s (epoch %s), train acc %.4f, test acc %.4f%s, test loss %.4f, %.1fs; results in %s",
-        val, done["best_epoch"], done["train_acc"], done["test_acc"], subset, done["test_loss"], done["wall_time_s"], run_dir,
-    )
+    log.info("done: %s; results in %s", outcome(done, trainer.task), run_dir)
     return objective_values(done, objective)
 
 
@@ -235,7 +246,7 @@ def run(
     _protect_run_dir(run_dir, fp, tcfg.resume)
     previous = read_summary(run_dir)
     if _nothing_to_do(previous, tcfg.epochs):
-        log.info("%s already holds a completed run of this config: nothing to do (test acc %.4f)", run_dir, previous["test_acc"])
+        log.info("%s already holds a completed run of this config: nothing to do (%s)", run_dir, outcome(previous, build_task(cfg)))
         return objective_values(previous, cfg.objective)
 
     trainer, base = setup(cfg, tcfg, run_dir, fp, pruning, started=clock)  # wall time counts from here: loading and building too

@@ -11,7 +11,7 @@ Every value passes through here:
    is read: the circuit's and the mapping's own ``check_settings`` (each rule stated once, in the
    class), the trainer's and the top level's below.
 3. **Consistency** between keys: an objective the run can be judged by, normalisation that
-   matches the image's channels.
+   matches the image's channels, a dataset and a loss made for the task.
 
 What only the built objects can tell (a target too deep for the image, one whose outputs are
 not the dataset's classes, the memory a run needs) is checked by ``qt.experiment.build``
@@ -36,13 +36,15 @@ from qt.errors import ConfigError
 from qt.experiment.controls import GENERATORS
 from qt.results.objectives import OBJECTIVES, objective_names
 from qt.training.state import TrainerConfig
+from qt.training.tasks import Classification, Task
 
 MODES = ("qt", "classical")
 DEVICES = ("cpu", "cuda", "auto")
 #: the groups built from a ``_target_``, checked against their class's constructor
-TARGET_GROUPS = ("dataset", "model", "circuit", "mapping", "optimizer", "scheduler", "loss")
+TARGET_GROUPS = ("task", "dataset", "model", "circuit", "mapping", "optimizer", "scheduler", "loss")
 #: top-level keys and their types
-TOP_LEVEL = {"seed": int, "n_blocks": int | str, "mode": str, "generator": str, "max_trainable_params": int | None}
+TOP_LEVEL = {"seed": int, "n_blocks": int | str, "mode": str, "generator": str, "max_trainable_params": int | None,
+             "cut_gradient": list[str] | None}
 
 
 def _describe(hint: Any) -> str:
@@ -193,6 +195,35 @@ def check_blocks_home(cfg: DictConfig) -> None:
         raise ConfigError(f"circuit.n_blocks={circuit.n_blocks} but n_blocks={cfg.get('n_blocks')}: set the block count as n_blocks={circuit.n_blocks} (the circuit reads it)")
 
 
+def _class_of(node: Any, default: type | None = None) -> type | None:
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    try:
+        return get_class(target) if isinstance(target, str) else default
+    except Exception:  # noqa: BLE001 - an unknown _target_: building it says so
+        return None
+
+
+def check_task(cfg: DictConfig, objectives: list[str]) -> None:
+    """A dataset, a loss and objectives made for the run's task (``task=sequence dataset=mnist`` is one line)."""
+    task_class = _class_of(cfg.get("task"), Classification)
+    if task_class is None or not issubclass(task_class, Task):
+        raise ConfigError(f"task._target_ {cfg.task.get('_target_')!r} is no qt task: use task=classification or task=sequence")
+    task = task_class()
+    data_class = _class_of(cfg.get("dataset"))
+    made_for = getattr(data_class, "task", "classification") if data_class is not None else task.name
+    if made_for != task.name:
+        raise ConfigError(f"dataset={cfg.dataset.get('name') or cfg.dataset.get('id') or getattr(data_class, 'name', '?')} is data for task={made_for}, not task={task.name}: "
+                          f"choose one of the task's datasets (e.g. dataset={task.example_dataset}) or task={made_for}")  # fmt: skip
+    loss_class = _class_of(cfg.get("loss"))
+    if loss_class is not None and loss_class.__name__ not in task.losses and loss_class.__module__.startswith("qt."):
+        raise ConfigError(f"loss {loss_class.__name__} does not train task={task.name}: use {' or '.join(f'loss={x.lower()}' for x in task.losses[:1])} (the task's default)")
+    judged = [n for n in objectives if n.startswith("best_val_") and n not in task.objectives]
+    if judged:
+        raise ConfigError(f"objective {judged[0]} is not measured by task={task.name}: use objective={task.objectives[0]}")
+    if cfg.trainer.get("test_subset") is not None and task.name != "classification":
+        raise ConfigError(f"trainer.test_subset reports accuracy on test images: task={task.name} has none; set trainer.test_subset=null")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Ranges, choices and consistency: the rules of qt.core.checks, before anything is built."""
     names = objective_names(cfg.get("objective", "best_val_acc"))
@@ -204,7 +235,10 @@ def check_values(cfg: DictConfig) -> None:
     if cfg.get("generator", "quantum") not in GENERATORS:
         raise ConfigError(f"unknown generator '{cfg.generator}': use generator={' or '.join(GENERATORS)} (or a variant: variant=classical_generator, hashed)")
     check_trainer(cfg.trainer)
-    if cfg.dataset.get("val_fraction", 0.2) == 0 and {"best_val_acc", "val_loss"} & set(names):
+    if cfg.get("cut_gradient") and (cfg.mode != "qt" or cfg.get("generator", "quantum") == "hashed"):
+        raise ConfigError("cut_gradient stops the gradient of generated weights: it needs mode=qt and a generator "
+                          "that generates them (not variant=classical or hashed); set cut_gradient=null")  # fmt: skip
+    if cfg.dataset.get("val_fraction", 0.2) == 0 and {"best_val_acc", "best_val_mse", "val_loss"} & set(names):
         raise ConfigError(
             "dataset.val_fraction=0 leaves no validation split to judge the run by: set objective=train_loss "
             "(as experiment=paper_* do) or a val_fraction above 0"
@@ -236,9 +270,14 @@ def validate(cfg: DictConfig) -> None:
         probe = cfg.copy()
         probe.n_blocks = 1
         return validate(probe)
+    check_task(cfg, objective_names(cfg.get("objective", "best_val_acc")))  # first: another task's groups may not resolve
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
-        raise ConfigError(f"the config does not resolve ({' '.join(str(e).split())[:300]}): fix the value it names") from None
+        said = " ".join(str(e).split())[:300]
+        if str(getattr(e, "full_key", "")).startswith("model.") and "dataset." in said:
+            raise ConfigError(f"{e.full_key} reads a dataset key this dataset lacks ({said[:120]}): the model is not made for "
+                              f"this dataset's task; choose one that is (task=sequence: model=lstm)") from None  # fmt: skip
+        raise ConfigError(f"the config does not resolve ({said}): fix the value it names") from None
     check_types(container)
     check_values(cfg)

@@ -57,6 +57,9 @@ class Added:
     only_for: str | None = None
 
 
+#: the commit that added the task group (#39)
+TASKS = "after f9514f0"
+
 NOISELESS = {"depolarizing": 0.0, "depolarizing_2q": None, "amplitude_damping": 0.0, "readout": 0.0,
              "trajectories": 8, "eval_trajectories": 64, "method": "auto"}  # fmt: skip
 
@@ -78,11 +81,13 @@ ADDED = (
     Added("loss.label_smoothing", 0.0, "f0bff64", only_for="CrossEntropy"),
     Added("model.dropout", 0.0, "f0bff64", only_for="SimpleCNN"),
     Added("model.dropout", 0.0, "f0bff64", only_for="BudgetCNN"),
+    Added("task", {"_target_": "qt.training.tasks.Classification"}, TASKS),  # before the task group: classification
+    Added("cut_gradient", None, TASKS),
 )
 
 
 #: config groups added after qt began: the option a run written before each one had in effect (Hydra's choices)
-ADDED_CHOICES = {"loss": ("ce", "8f4713e")}
+ADDED_CHOICES = {"loss": ("ce", "8f4713e"), "task": ("classification", TASKS)}
 
 
 def current_target(target: Any) -> Any:
@@ -110,7 +115,10 @@ def upgrade(config: dict) -> dict:
     at the value that says what it did. A new dict; a config of today comes back equal. Keys of groups the
     config does not have are not added (a classical run's ``mapping``), except the top-level ones."""
     out = current_targets(copy.deepcopy(config))
-    for added in ADDED:
+    # a run written since the task group came has every key of its time: a missing one was left out on purpose
+    # (task=rl has no loss group), so only keys added after the task group apply to it
+    since_tasks = next(i for i, a in enumerate(ADDED) if a.key == "task") + 1 if isinstance(config, dict) and "task" in config else 0
+    for added in ADDED[since_tasks:]:
         *parents, leaf = added.key.split(".")
         node = out
         for part in parents:

@@ -10,6 +10,8 @@ from typing import Any
 #: searches), each with the direction a sweep optimises it in: the one definition of both
 OBJECTIVES = {
     "best_val_acc": "maximize",
+    "best_val_mse": "minimize",  # task=sequence
+    "best_val_return": "maximize",  # task=rl
     "val_loss": "minimize",
     "train_loss": "minimize",
     "trainable_params": "minimize",
@@ -23,14 +25,20 @@ OBJECTIVES = {
 #: the value of the model the run would keep if it stopped there (best validation epoch so far;
 #: without a validation split, the last epoch), from that epoch's metrics.csv row. train_loss
 #: is the epoch's running mean here, where the finished run re-evaluates the kept model.
-EPOCH_OBJECTIVES = {"best_val_acc": "val_acc", "val_loss": "val_loss", "train_loss": "train_loss"}
+EPOCH_OBJECTIVES = {"best_val_acc": "val_acc", "best_val_mse": "val_mse", "best_val_return": "val_return", "val_loss": "val_loss", "train_loss": "train_loss"}
+
+#: the metrics.csv column that picks a task's kept epoch, and whether higher is better (qt.training.tasks)
+MONITORS = {"val_acc": True, "val_mse": False, "val_return": True}
 
 
 def epoch_objective(rows: list[dict], objective: str) -> float:
     """``objective`` after the last of ``rows`` (metrics.csv rows so far), as a sweep's pruner sees it."""
     kept = rows[-1]
-    if any(r.get("val_acc") is not None for r in rows):
-        kept = max((r for r in rows if r.get("val_acc") is not None), key=lambda r: r["val_acc"])  # first best, as the loop keeps
+    for column, higher in MONITORS.items():
+        scored = [r for r in rows if r.get(column) is not None]
+        if scored:  # the first best, as the loop keeps
+            kept = max(scored, key=lambda r: r[column]) if higher else min(scored, key=lambda r: r[column])
+            break
     return float(kept[EPOCH_OBJECTIVES[objective]])
 
 

@@ -5,12 +5,14 @@ Run dir layout::
     .hydra/config.yaml      the composed config (Hydra)
     train.log               the log (Hydra)
     metrics.csv             one row per finished epoch, columns METRIC_COLUMNS (epoch_train_time_s:
-                            the epoch's training steps; validation and checkpoints not included)
-    summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init); rewritten at start (status "running") and at the end
+                            the epoch's training steps; validation and checkpoints not included), then a
+                            task's own (TASK_METRICS: task=sequence's train_mse, val_mse, ...)
+    summary.json            SUMMARY_KEYS (``init``: first-step loss and per-tensor weight scale at init), then a
+                            task's own (TASK_SUMMARY_KEYS); rewritten at start (status "running") and at the end
     curves.png              loss and accuracy curves
     generator_rank.json     written by ``python -m qt.tools.rank`` after the run: the effective dimension of its generator
     test_predictions.npz    per test image, in the test set's order: ``label`` and ``predicted`` class of the kept
-                            model (completed runs; the paired tests over seeds and images read them)
+                            model (completed classification runs; the paired tests over seeds and images read them)
     checkpoints/last.pt     full training state for resume (written atomically)
     checkpoints/best.pt     learner state at the best validation accuracy (written atomically)
 
@@ -63,6 +65,17 @@ METRIC_COLUMNS = [
     "epoch_train_time_s",
     "steps_per_s",
 ]
+
+#: the metrics of each task besides classification's (qt.training.tasks): metrics.csv ``train_X`` / ``val_X``,
+#: summary.json ``train_X`` / ``test_X``, ``best_val_X`` for the monitored one and ``val_X`` for the others
+TASK_METRICS = {"sequence": ("mse", "mae"), "rl": ("return", "return_sampled")}
+#: the summary keys of those tasks, written after :data:`SUMMARY_KEYS` when a run has them (task=rl's own: the first
+#: training episode whose last-100 mean reached the environment's threshold, the episodes played, the critic's size)
+TASK_SUMMARY_KEYS = {
+    task: [f"best_val_{metrics[0]}", *(f"val_{m}" for m in metrics[1:]), *(f"{part}_{m}" for part in ("test", "train") for m in metrics),
+           *(["solved_episode", "episodes", "critic_params"] if task == "rl" else [])]
+    for task, metrics in TASK_METRICS.items()
+}
 
 SUMMARY_KEYS = [
     "schema_version",
@@ -146,10 +159,12 @@ def _clean(value: Any) -> Any:
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    unknown = set(summary) - set(SUMMARY_KEYS)
-    if unknown:
-        raise KeyError(f"summary keys outside the schema: {sorted(unknown)}")
-    full = {k: summary.get(k) for k in SUMMARY_KEYS}
+    """summary.json: every key of :data:`SUMMARY_KEYS` (null where the run has none), then its task's own keys."""
+    extra = [keys for keys in TASK_SUMMARY_KEYS.values() if set(keys) & set(summary)]
+    unknown = set(summary) - set(SUMMARY_KEYS) - {k for keys in extra for k in keys}
+    if unknown or len(extra) > 1:
+        raise KeyError(f"summary keys outside the schema: {sorted(unknown) or extra}")
+    full = {k: summary.get(k) for k in SUMMARY_KEYS + (extra[0] if extra else [])}
     full["schema_version"] = SCHEMA_VERSION
     text = json.dumps(_clean(full), indent=2, sort_keys=False) + "\n"
     atomic_write(Path(run_dir) / "summary.json", lambda f: f.write(text.encode()))
@@ -203,8 +218,13 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
-    """Rewrite metrics.csv from all epoch rows so far (atomically; rows are few)."""
-    write_csv(Path(run_dir) / "metrics.csv", rows, METRIC_COLUMNS)
+    """Rewrite metrics.csv from all epoch rows so far (atomically; rows are few): :data:`METRIC_COLUMNS`, then a
+    task's own (``train_mse``, ``val_mse``, ... for ``task=sequence``: :data:`TASK_METRICS`)."""
+    extra = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in METRIC_COLUMNS]
+    unknown = set(extra) - {f"{part}_{m}" for ms in TASK_METRICS.values() for m in ms for part in ("train", "val")}
+    if unknown:
+        raise KeyError(f"metrics columns outside the schema: {sorted(unknown)}")
+    write_csv(Path(run_dir) / "metrics.csv", rows, METRIC_COLUMNS + extra)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -312,7 +312,7 @@ def train_step_fn(learner, batch: int) -> Callable[[], None]:
     cfg = TrainerConfig(batch_size=batch, clip_norm=10.0)
     trainer = Trainer(learner, DataSplits(split, split, split, 10, "random"), partial(torch.optim.Adam, lr=1e-3), cfg=cfg, loss_fn=CrossEntropy())
 
-    return lambda: trainer.train_step(x, y)
+    return lambda: trainer.train_step((x, y))
 
 
 def section_steps(repeats: int, threads: int) -> tuple[str, float]:

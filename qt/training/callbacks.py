@@ -15,7 +15,6 @@ between re-runs and re-logs that epoch identically), and a pruner decides after 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -106,6 +105,8 @@ class Checkpoint(Callback):
         scheduler = trainer.scheduler.state_dict() if trainer.scheduler is not None else None
         state = {"learner": trainer.learner.state_dict(), "optimizer": trainer.optimizer.state_dict(), "scheduler": scheduler}
         state |= {"state": asdict(trainer.state), "rng": rng_states(), "fingerprint": self.fingerprint, **self.extra}
+        if trainer.task.state_dict():  # what the task carries (task=rl: its episodes' returns, a critic)
+            state["task"] = trainer.task.state_dict()
         state["param_names"] = trainer.learner.trainable_names()  # what the optimizer's state indices are
         save_checkpoint(state, self.dir / "last.pt")
 
@@ -123,6 +124,7 @@ class Checkpoint(Callback):
         if trainer.scheduler is not None and ckpt["scheduler"] is not None:
             trainer.scheduler.load_state_dict(ckpt["scheduler"])
         trainer.state = TrainState(**ckpt["state"])
+        trainer.task.load_state_dict(ckpt.get("task") or {}, trainer)
         trainer.previous_sessions_s = trainer.state.wall_time_s
         restore_rng_states(ckpt["rng"])
         st = trainer.state
@@ -194,8 +196,7 @@ class InitReport(Callback):
 
     def setup(self, trainer: Trainer) -> None:
         self.weights = trainer.learner.weight_report()
-        self.num_classes = trainer.data.num_classes
-        self.chance = math.log(self.num_classes)  # cross-entropy of a uniform guess
+        self.chance, self.chance_said = trainer.task.chance(trainer.data)  # the loss of a guess that knows nothing
 
     def report(self, trainer: Trainer) -> dict:
         return {"first_step_loss": trainer.state.initial_loss, "chance_loss": self.chance, "tensors": self.weights}
@@ -213,15 +214,17 @@ class InitReport(Callback):
     def on_train_batch_end(self, trainer: Trainer) -> None:
         if trainer.state.global_step != 1:
             return
-        loss, chance, k = trainer.state.initial_loss, self.chance, self.num_classes
+        loss, chance, said = trainer.state.initial_loss, self.chance, self.chance_said
+        if loss is None or chance is None:  # a task without a chance loss (a policy)
+            return
         if loss > 2 * chance:
             log.warning(
-                "first-step loss %.4g is %.0fx chance (ln %d = %.2f): the network starts far from a trainable init "
+                "first-step loss %.4g is %.0fx chance (%s = %.2f): the network starts far from a trainable init "
                 "(see the init line above; mapping.scale=init gives each tensor its default-init scale)",
-                loss, loss / chance, k, chance,
+                loss, loss / chance, said, chance,
             )  # fmt: skip
         else:
-            log.info("first-step loss %.4f (chance: ln %d = %.4f)", loss, k, chance)
+            log.info("first-step loss %.4f (chance: %s = %.4f)", loss, said, chance)
 
 
 class EpochLog(Callback):
@@ -230,10 +233,13 @@ class EpochLog(Callback):
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
         parts = ("circuit", "mapping", "target")
         gn = "  ".join(f"|g_{k}| {row[f'grad_norm_{k}']:.3g}" for k in parts if f"grad_norm_{k}" in row)
-        val = "no val split" if row["val_acc"] is None else f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+        m = trainer.task.monitor
+        shown = (lambda v: f"{v:.4f}") if m == "acc" else (lambda v: f"{v:.4g}")  # noqa: E731
+        loss = "" if row["val_loss"] is None else f"loss {row['val_loss']:.4f} "
+        val = "no val split" if row.get(f"val_{m}") is None else f"val {loss}{m} {shown(row[f'val_{m}'])}"
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  %s  %s  %.1fs  %.1f steps/s",
-            row["epoch"], trainer.cfg.epochs, row["train_loss"], row["train_acc"], val, gn,
+            "epoch %d/%d  train loss %.4f %s %s  %s  %s  %.1fs  %.1f steps/s",
+            row["epoch"], trainer.cfg.epochs, row["train_loss"], m, shown(row[f"train_{m}"]), val, gn,
             row["epoch_train_time_s"], row["steps_per_s"] or 0.0,
         )  # fmt: skip
 

@@ -54,6 +54,9 @@ class DataSplits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    def to(self, device: torch.device | str) -> "DataSplits":
+        return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes, self.name)
+
 
 _RAW_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -62,6 +65,8 @@ class ImageDataset:
     """Base: turns raw uint8 arrays into normalised, split tensors."""
 
     name = "dataset"
+    #: the task its splits are for (qt.training.tasks; validation refuses another)
+    task = "classification"
 
     def __init__(
         self,

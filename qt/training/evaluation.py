@@ -3,45 +3,33 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from qt.core.learners import Learner
 from qt.training.data import Split
+from qt.training.tasks import Classification, Task
+
+#: the task of a call that names none (qt's runs before tasks existed)
+CLASSIFICATION = Classification()
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of a learner's current weights, or of any classifier, on a split.
-
-    A learner generates its weights once for the whole split. The model's train/eval mode is
-    restored afterwards.
-    """
-    loss, acc, _ = predict(model, split, batch_size)
-    return loss, acc
+def evaluate(model: nn.Module, split: Split, batch_size: int, task: Task = CLASSIFICATION) -> tuple[float, float | None]:
+    """(mean evaluation loss, the task's monitored metric) of a learner's current weights, or of any target network,
+    on a split: (cross-entropy, accuracy) for classification. A learner generates its weights once for the whole
+    split. The model's train/eval mode is restored afterwards."""
+    loss, metrics, _ = measure(model, split, batch_size, task)
+    return loss, metrics[task.monitor]
 
 
-@torch.no_grad()
 def predict(model: nn.Module, split: Split, batch_size: int) -> tuple[float, float, torch.Tensor]:
-    """:func:`evaluate`'s (mean cross-entropy, accuracy), and the predicted class of every example, in the split's order."""
-    was_training = model.training
-    model.eval()
-    try:
-        if isinstance(model, Learner):
-            weights = model.weights()
-            forward = lambda x: model(x, weights)  # noqa: E731
-        else:
-            forward = model
-        loss, correct, predicted = 0.0, 0, []
-        for i in range(0, len(split), batch_size):
-            x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
-            logits = forward(x)
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            predicted.append(logits.argmax(1))
-            correct += int((predicted[-1] == y).sum())
-    finally:
-        model.train(was_training)
-    n = max(len(split), 1)
-    return loss / n, correct / n, torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
+    """A classifier's (mean cross-entropy, accuracy) on a split, and the predicted class of every example, in order."""
+    loss, metrics, predicted = measure(model, split, batch_size, CLASSIFICATION)
+    return loss, metrics["acc"], torch.zeros(0, dtype=torch.long) if predicted is None else predicted
+
+
+def measure(model: nn.Module, split: Split, batch_size: int, task: Task) -> tuple[float, dict, torch.Tensor | None]:
+    """(mean evaluation loss, every metric of ``task``, what the task keeps per example or None) on a split
+    (:meth:`qt.training.tasks.Task.measure`)."""
+    return task.measure(model, split, batch_size)
 
 
 def grad_norms(groups: dict[str, list[nn.Parameter]]) -> dict[str, torch.Tensor]:

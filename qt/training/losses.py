@@ -1,6 +1,8 @@
-"""Training objectives (``loss`` config group). Evaluation always reports plain cross-entropy.
+"""Training objectives (``loss`` config group). Evaluation always reports the task's plain loss (cross-entropy for
+classification, mean squared error for sequences: :mod:`qt.training.tasks`).
 
 * ``ce``: cross-entropy with the labels.
+* ``mse``: mean squared error (``task=sequence``).
 * ``kd``: knowledge distillation from a trained classical teacher (Hinton et al.):
 
       total = (1 - alpha) * CE(student, y) + alpha * T^2 * KL( softmax(teacher / T) || softmax(student / T) )
@@ -36,6 +38,15 @@ class CrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+
+class MSE(nn.Module):
+    """Mean squared error over every predicted value (``task=sequence``)."""
+
+    name = "mse"
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out, y)
 
 
 class Distillation(nn.Module):

@@ -7,6 +7,7 @@ defaults and says what each is); ``TrainState`` is the loop's own state, saved i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -42,7 +43,9 @@ class TrainState:
     epoch: int = 0  # epochs fully completed
     step_in_epoch: int = 0  # batches done in the current epoch
     global_step: int = 0
-    best_val_acc: float = -1.0
+    best_val_acc: float = -1.0  # task=classification's kept epoch (qt.training.tasks)
+    best_val_mse: float = math.inf  # task=sequence's
+    best_val_return: float = -math.inf  # task=rl's
     best_epoch: int | None = None
     rows: list[dict] = field(default_factory=list)
     acc: dict = field(default_factory=zero_acc)  # partial-epoch sums

@@ -46,8 +46,8 @@ def test_an_old_run_exports_the_weights_its_own_qt_exported(old_runs, name):
     theirs = load_checkpoint(old_runs / name / "export" / "target.pt")  # written by qt at that commit
     ours = build_export(old_runs / name)
     assert ours["model"]["_target_"] == "qt.core.targets.SimpleCNN" and ours["state_dict"].keys() == theirs["state_dict"].keys()
-    for key, value in theirs["state_dict"].items():  # the same weights, to float32 rounding (the kernels changed since)
-        torch.testing.assert_close(ours["state_dict"][key], value, rtol=1e-5, atol=1e-7)
+    for key, value in theirs["state_dict"].items():  # the same weights, to float32 rounding (the kernels changed since, and CPUs round differently)
+        torch.testing.assert_close(ours["state_dict"][key], value, rtol=1e-5, atol=1e-6)  # AVX-512 and AVX2 round apart
     network = build_network(theirs, old_runs / name)  # an old export file rebuilds too
     assert isinstance(network, nn.Module) and sum(p.numel() for p in network.parameters()) == 994
 
