@@ -58,7 +58,7 @@ class Added:
 
 
 #: the commit that added the task group (#39)
-TASKS = "after f9514f0"
+TASKS = "1bc2754"
 
 NOISELESS = {"depolarizing": 0.0, "depolarizing_2q": None, "amplitude_damping": 0.0, "readout": 0.0,
              "trajectories": 8, "eval_trajectories": 64, "method": "auto"}  # fmt: skip
