@@ -143,9 +143,9 @@ def _pm(mean: float, std: float, n: int, pct: bool = True) -> str:
 
 
 #: factors whose missing value is a setting of its own, for the runs it applies to
-MISSING_MEANS = {"clip_norm": "none", "shots": "exact", "gradient": "adjoint", "depolarizing_2q": "= depolarizing"}
+MISSING_MEANS = {"clip_norm": "none", "shots": "exact", "gradient": "adjoint", "depolarizing_2q": "= depolarizing", "cut_gradient": "none"}
 #: factors of the circuit: no meaning for a classical run
-CIRCUIT_ONLY = ("shots", "gradient", "depolarizing_2q")
+CIRCUIT_ONLY = ("shots", "gradient", "depolarizing_2q", "cut_gradient")
 
 
 def _missing(value) -> bool:

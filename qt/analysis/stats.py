@@ -50,7 +50,7 @@ TRAINING_PARTS = ("dataset", "model", "optimizer", "scheduler", "loss", "trainer
 DESCRIBE = [
     "experiment", "dataset", "model", "target_activation", "circuit", "layout", "n_blocks", "partitions", "shots", "gradient", "depolarizing",
     "depolarizing_2q", "amplitude_damping", "readout", "mapping_net", "mapping_hidden", "bond_dim", "activation", "scale", "rescale", "center", "signed_bits", "chunk", "optimizer", "lr", "weight_decay", "scheduler",
-    "loss", "clip_norm", "batch_size", "epochs", "trainable_params",
+    "loss", "clip_norm", "batch_size", "epochs", "task_algorithm", "task_entropy", "dataset_truncation", "cut_gradient", "trainable_params",
 ]  # fmt: skip
 
 

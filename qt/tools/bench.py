@@ -336,6 +336,62 @@ def section_steps(repeats: int, threads: int) -> tuple[str, float]:
     return table("Training step, cnn_qtt target, MNIST shape (median ms)", header, rows), mnist_128
 
 
+#: task=sequence and task=rl recipes timed by the tasks section: (name, overrides)
+TASK_RECIPES = {"sequence": ("sunspots_lstm, batch 16", ["experiment=sunspots_lstm"]), "rl": ("qtrl_cartpole", ["experiment=qtrl_cartpole"])}
+
+
+def task_fns(overrides: list[str], steps: int = 200) -> dict[str, Callable[[], object]]:
+    """The parts of a task=sequence or task=rl update for a recipe, each timed apart: ``update`` is the loop's own
+    step minus the environment (sequence: the whole step; rl: weight generation, one batched forward over ``steps``
+    observations, the REINFORCE loss, backward, optimizer step); ``env step`` is one environment step with the policy's
+    forward on fixed weights (rl only)."""
+    from qt.experiment.build import build_data, build_task
+    from qt.training.rl import discounted, normalised
+
+    cfg = compose_config(overrides)
+    torch.manual_seed(0)
+    learner, data, task = build_learner(cfg), build_data(cfg), build_task(cfg)
+    trainer = Trainer(learner, data, partial(torch.optim.Adam, lr=1e-3), cfg=TrainerConfig(batch_size=int(cfg.trainer.batch_size)),
+                      loss_fn=torch.nn.MSELoss(), task=task)  # fmt: skip
+    if task.name == "sequence":
+        batch = (data.train.x[: trainer.cfg.batch_size], data.train.y[: trainer.cfg.batch_size])
+        return {"update": lambda: trainer.train_step(batch)}
+    obs = torch.randn(steps, *data.shape)
+    actions = torch.randint(0, data.num_actions, (steps,))
+    advantage = normalised(discounted(torch.ones(steps, dtype=torch.float64), 0.99), 1e-8).float()
+
+    def update() -> None:
+        logp = torch.log_softmax(learner(obs, learner.weights()), -1).gather(1, actions[:, None])[:, 0]
+        trainer.optimizer.zero_grad(set_to_none=True)
+        (-(logp * advantage).sum()).backward()
+        trainer.optimizer.step()
+
+    fixed = {k: v.detach() for k, v in learner.weights().items()}
+    env, last = data.env, [data.env.reset(seed=0)[0]]
+
+    def env_step() -> None:
+        with torch.no_grad():
+            action = int(torch.multinomial(torch.softmax(learner(data.observe(last[0])[None], fixed)[0], 0), 1))
+        obs, _, terminated, truncated, _ = env.step(action)
+        last[0] = env.reset(seed=0)[0] if terminated or truncated else obs
+
+    update.learner = learner  # type: ignore[attr-defined]  # what it trains (a test checks that it steps)
+    return {"update": update, "env step": env_step}
+
+
+def section_tasks(repeats: int) -> str:
+    """task=sequence and task=rl: an update and (rl) an environment step, QT against the same target trained directly,
+    each pair interleaved in this process (1 thread as set)."""
+    rows = []
+    for task, (name, overrides) in TASK_RECIPES.items():
+        qt, classical = task_fns(overrides), task_fns([*overrides, "variant=classical"])
+        for part in qt:
+            times = interleaved_ms({"qt": qt[part], "classical": classical[part]}, repeats)
+            rows.append([task, name, part, f"{times['qt']:.3f}", f"{times['classical']:.3f}", f"{times['qt'] / times['classical']:.2f}"])
+    header = ["task", "recipe", "part", "QT ms", "classical ms", "QT / classical"]
+    return table("Tasks: an update and an environment step (median ms; rl's update over a 200-step episode)", header, rows)
+
+
 def section_breakdown(repeats: int) -> str:
     """Where a QT step goes (1 thread, batch 128): circuit, weight generation, the rest."""
     torch.set_num_threads(1)
@@ -456,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the all-threads rows (default: torch's)")
     parser.add_argument("--skip-pennylane", action="store_true", help="skip the PennyLane columns (slow)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 10-20 qubit section")
-    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,mapping,epoch", help="comma-separated subset to run (also: large, partitions)")
+    parser.add_argument("--sections", default="circuits,scaling,steps,breakdown,mapping,epoch", help="comma-separated subset to run (also: large, partitions, tasks)")
     parser.add_argument("--full", action="store_true", help="also time one real full-MNIST epoch")
     parser.add_argument("--data-dir", default=os.environ.get("QT_DATA_DIR"), help="dataset root for --full")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -488,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         print(section_mapping(args.repeats, args.threads), flush=True)
     if "large" in sections:
         print(section_large(args.repeats), flush=True)
+    if "tasks" in sections:
+        print(section_tasks(args.repeats), flush=True)
     if "partitions" in sections:
         title = "Distributed circuit (circuit.partitions=K): large target at chunk 1, training step, batch 128, 1 thread (and 2); process peak memory"
         print(section_large(args.repeats, PARTITIONS, title, threads=(1, 2)), flush=True)

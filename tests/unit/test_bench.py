@@ -16,3 +16,16 @@ def test_the_floor_runs_the_mappings_elementwise_passes_on_a_copy():
     assert type(learner.mapping) is MLPMapping and "network" not in vars(learner.mapping)  # the learner's own untouched
     assert elementwise_fn(recipe_learner(["experiment=mnist_1500", "mode=classical"])) is None
     assert elementwise_fn(recipe_learner(["experiment=mnist_1500", "mapping.chunk=4", "max_trainable_params=null"])) is None
+
+
+def test_the_tasks_section_times_what_an_update_and_an_environment_step_run():
+    from qt.tools.bench import task_fns
+
+    rl = task_fns(["experiment=qtrl_cartpole"], steps=50)
+    assert set(rl) == {"update", "env step"} and set(task_fns(["experiment=sunspots_lstm", "n_blocks=2"])) == {"update"}
+    for _ in range(3):
+        rl["env step"]()
+    before = [p.detach().clone() for p in rl["update"].learner.trainable_parameters()]
+    rl["update"]()  # the REINFORCE loss through freshly generated weights, one optimizer step
+    after = list(rl["update"].learner.trainable_parameters())
+    assert len(before) == 10 and all(not torch.equal(a, b) for a, b in zip(before, after))  # angles and mapping all moved
