@@ -53,6 +53,7 @@ from omegaconf import MISSING, OmegaConf
 from optuna.trial import TrialState
 
 from qt.results.objectives import EPOCH_OBJECTIVES, OBJECTIVES, objective_directions, objective_names
+from qt.training.tasks import TASKS
 from qt.sweeps.optuna_private import OptunaSweeperImpl, create_params_from_overrides
 from qt.sweeps.trials import OVER_BUDGET, Driver, counts, fail, over_budget, reconcile, record, running_elsewhere
 from qt.sweeps.study import make_pruner, make_storage, pareto_trials, write_sweep_summary
@@ -189,9 +190,12 @@ class QtOptunaSweeperImpl(OptunaSweeperImpl):
         name = type(self.pruner).__name__
         objective = self._objective()
         if not isinstance(objective, str) or objective not in EPOCH_OBJECTIVES:
+            target = str((OmegaConf.to_container(self.config, resolve=False).get("task") or {}).get("_target_", ""))
+            task = next((t for t in TASKS.values() if target == f"{t.__module__}.{t.__qualname__}"), TASKS["classification"])
+            options = [*task.objectives, *(o for o in EPOCH_OBJECTIVES if not o.startswith("best_val_"))]  # the run's task's
             refuse(
                 f"{name} prunes on one objective a run has after every epoch, not objective={objective}: "
-                f"choose one of {', '.join(EPOCH_OBJECTIVES)}, or set hydra/sweeper/pruner=none"
+                f"choose one of {', '.join(options)}, or set hydra/sweeper/pruner=none"
             )
         if self.storage is None:
             refuse(

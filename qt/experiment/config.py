@@ -208,9 +208,8 @@ def experiment_conflict(experiment: str | None, overrides: Sequence[str], conf_d
             base = [c for o in kept if not o.lstrip("+~").startswith(f"{group}=") and (c := _one_value(o))]
             prefix = "+" if any(o.startswith(f"+{group}=") for o in kept) else ""
             base.append(f"{prefix}{group}={option}")
-            # without the experiment's values, but with its other choices (its task=rl: keys typed for that task compose)
-            choices = [f"{g}={o}" for g, o in own.items() if o is not None and g not in (group, "experiment") and not g.startswith("hydra")
-                       and g not in {c for c, _ in chosen} and "/" not in g]  # fmt: skip
+            # without the experiment's values, but in its task (task=rl: keys typed for that task compose without it)
+            choices = [f"task={own['task']}"] if own.get("task") and "task" not in {c for c, _ in chosen} else []
             (_, alone), (_, composed) = _composed([*choices, *base]), _composed([f"experiment={experiment}", *base])
             clash = sorted(
                 k for k in option_keys(group, option, conf_dir)

@@ -3,6 +3,7 @@ resumed, collected, reported) and ``python -m qt.tools.rank`` on a trained run."
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,9 +31,13 @@ def test_a_stage_runs_resumes_collects_and_reports(tmp_path):
             assert {p.name for p in kept.iterdir()} == {"summary.json", "metrics.csv", "test_predictions.npz", ".hydra"}
             assert json.loads((kept / "summary.json").read_text())["status"] == "completed"
         assert not (results / "anchors" / model / "0" / "checkpoints").exists()
-    again = tool(*args)  # every run done: nothing retrained, nothing rewritten
+    again = tool(*args)  # every run collected: both jobs skipped, nothing run
     said = again.stdout + again.stderr
-    assert again.returncode == 0 and said.count("; 0 files collected") == 2 and said.count("nothing to do") == 10
+    assert again.returncode == 0 and said.count("skipped") == 2 and "nothing to do" not in said
+    shutil.rmtree(results / "anchors" / "997" / "4")  # a collected run lost: its job resumes, retrains nothing
+    third = tool(*args)
+    said = third.stdout + third.stderr
+    assert third.returncode == 0 and said.count("nothing to do") == 5 and "anchors/997: exit 0; 6 files collected" in said
     report = tool("qt.report", str(results), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr[-2000:]
     points = pd.read_csv(tmp_path / "report" / "frontier.csv")

@@ -108,7 +108,7 @@ def test_a_killed_pruned_search_resumes_keeping_its_pruned_trials(tmp_path):
 def test_a_pruner_needs_one_per_epoch_objective_and_a_shared_study(tmp_path):
     base = ["+sweep=lr_blocks_clip", "hydra/sweeper/pruner=median", "trainer.epochs=1", "trainer.limit_train_batches=2"]
     for extra, expected in (
-        (["objective=wall_time_s"], "choose one of best_val_acc, val_loss, train_loss"),
+        (["objective=wall_time_s"], "choose one of best_val_acc, val_loss, train_loss, or"),
         (["objective=[best_val_acc,trainable_params]", "hydra/sweeper/sampler=nsgaii"], "not objective=["),
         (["hydra.sweeper.storage=null"], "set hydra.sweeper.storage"),
     ):

@@ -210,3 +210,11 @@ def test_solved_episode_advantages_and_refusals():
             validate(cfg)
             build_task(cfg)
     assert "loss" not in upgrade({"mode": "qt", "task": {"_target_": "qt.training.tasks.ReinforcementLearning"}})  # no group on purpose
+
+
+def test_the_experiment_check_composes_a_tasks_keys_beside_a_group_choice():
+    from qt.experiment.config import experiment_conflict
+
+    assert experiment_conflict("qtrl_cartpole", ["experiment=qtrl_cartpole", "variant=classical", "task.episodes_per_epoch=5"]) is None
+    assert experiment_conflict("ablation", ["experiment=ablation", "circuit=u3", "variant=frozen"]) is None
+    assert "optimizer.lr" in experiment_conflict("qtrl_cartpole", ["experiment=qtrl_cartpole", "optimizer=sgd"])
