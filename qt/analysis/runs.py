@@ -254,9 +254,9 @@ def load_study_frame(storage: str, study_name: str | None = None) -> pd.DataFram
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    for col in COLUMNS:
-        if col not in df.columns:
-            df[col] = None
+    missing = [col for col in COLUMNS if col not in df.columns]
+    if missing:  # all at once (one column at a time fragments the frame)
+        df = pd.concat([df, pd.DataFrame({col: [None] * len(df) for col in missing}, index=df.index, dtype=object)], axis=1)
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     return df[COLUMNS + extra]
 
