@@ -11,7 +11,7 @@ from torch import nn
 
 from qt.core.checks import CLI, Keys, choice, number, whole, with_defaults
 from qt.errors import ConfigError
-from qt.core.targets import make_activation
+from qt.core.targets import linear_stack, make_activation
 
 
 def states_for(n_weights: int, chunk: int = 1) -> int:
@@ -84,13 +84,7 @@ class MappingModel(nn.Module):
         hidden = self.check(hidden, activation)
         act = make_activation(activation, "mapping.activation")
         self.activation = activation
-        widths = [n_qubits + 1, *hidden, int(chunk)]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers += act()
-        self.net = nn.Sequential(*layers)
+        self.net = linear_stack([n_qubits + 1, *hidden, int(chunk)], act)
 
     @staticmethod
     def check(hidden: Sequence[int], activation: str, keys: Keys = CLI) -> list[int]:

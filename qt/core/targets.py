@@ -335,6 +335,16 @@ class CompactCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def linear_stack(widths: Sequence[int], act: Callable[[], list[nn.Module]]) -> nn.Sequential:
+    """Linear layers through ``widths``, ``act()`` between them (none after the last): the MLP target and the MLP mapping."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers += act()
+    return nn.Sequential(*layers)
+
+
 class MLP(nn.Module):
     """A fully connected network on flat inputs (``task=rl``'s policy): ``input_size`` -> ``hidden`` -> ``output_size``,
     ``activation`` between layers, none after the last (a policy's logits; the task turns them into probabilities).
@@ -343,13 +353,7 @@ class MLP(nn.Module):
     def __init__(self, input_size: int, hidden: Sequence[int] = (128,), output_size: int = 2, activation: str = "relu"):
         super().__init__()
         widths = [whole(input_size, "model.input_size"), *(whole(h, "model.hidden") for h in hidden), whole(output_size, "model.output_size")]
-        act = make_activation(activation, "model.activation")
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers += act()
-        self.net = nn.Sequential(*layers)
+        self.net = linear_stack(widths, make_activation(activation, "model.activation"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
