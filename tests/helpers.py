@@ -52,6 +52,18 @@ def kill_when(run_dir: Path, marker: str, *overrides: str, timeout: float = 180)
     proc.wait()
 
 
+def killed_and_resumed(root: Path, *overrides: str) -> tuple[Path, Path]:
+    """An uninterrupted run in ``root/ref`` and one SIGKILLed at its first checkpoint then resumed in ``root/killed``
+    (both must succeed; the kill must land mid-run); returns the two run dirs."""
+    assert run_train(root / "ref", *overrides).returncode == 0
+    run_dir = root / "killed"
+    kill_when(run_dir, "checkpoints/last.pt", *overrides)
+    assert summary(run_dir)["status"] == "running"
+    resumed = run_train(run_dir, *overrides)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    return root / "ref", run_dir
+
+
 def summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 

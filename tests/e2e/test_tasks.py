@@ -7,7 +7,7 @@ import json
 import pytest
 
 from qt.analysis.report import build_report
-from tests.helpers import kill_when, multirun, run_train, summary
+from tests.helpers import killed_and_resumed, multirun, summary
 
 pytestmark = pytest.mark.e2e
 
@@ -58,13 +58,8 @@ def test_a_sweep_minimises_the_tasks_objective(tmp_path):
 
 def test_a_killed_sequence_run_resumes_to_the_same_result(tmp_path):
     args = [*SEQ, "trainer.epochs=2", "trainer.batch_size=8", "trainer.checkpoint_every=5", "model.dropout=0.2"]
-    assert run_train(tmp_path / "ref", *args).returncode == 0
-    run_dir = tmp_path / "killed"
-    kill_when(run_dir, "checkpoints/last.pt", *args)
-    assert summary(run_dir)["status"] == "running"
-    resumed = run_train(run_dir, *args)
-    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
-    a, b = summary(tmp_path / "ref"), summary(run_dir)
+    ref, run_dir = killed_and_resumed(tmp_path, *args)
+    a, b = summary(ref), summary(run_dir)
     for key in ("best_val_mse", "test_mse", "test_mae", "train_mse", "val_loss", "steps"):
         assert a[key] == b[key], key
 
@@ -90,15 +85,10 @@ def test_qtrl_learns_cartpole_and_the_report_reads_returns(tmp_path):
 def test_a_killed_actor_critic_run_resumes_to_the_same_episodes(tmp_path):
     """The episodes are functions of (seed, index), and the critic and the returns so far ride in last.pt."""
     args = [*RL, "task.algorithm=a2c", "trainer.epochs=2", "task.episodes_per_epoch=30", "trainer.checkpoint_every=7"]
-    assert run_train(tmp_path / "ref", *args).returncode == 0
-    run_dir = tmp_path / "killed"
-    kill_when(run_dir, "checkpoints/last.pt", *args)
-    assert summary(run_dir)["status"] == "running"
-    resumed = run_train(run_dir, *args)
-    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
-    a, b = summary(tmp_path / "ref"), summary(run_dir)
+    ref, run_dir = killed_and_resumed(tmp_path, *args)
+    a, b = summary(ref), summary(run_dir)
     assert a["critic_params"] == 769 and a["episodes"] == b["episodes"] == 60
     for key in ("best_val_return", "test_return", "test_return_sampled", "train_return", "steps"):
         assert a[key] == b[key], key
-    rows = [list(csv.DictReader(open(p / "metrics.csv"))) for p in (tmp_path / "ref", run_dir)]
+    rows = [list(csv.DictReader(open(p / "metrics.csv"))) for p in (ref, run_dir)]
     assert [r["train_return"] for r in rows[0]] == [r["train_return"] for r in rows[1]]
